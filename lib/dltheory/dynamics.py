@@ -1,0 +1,88 @@
+"""Training loops that record trajectories.
+
+``gd(loss, w0, lr=..., steps=...)`` runs plain gradient descent on a loss of a flat
+parameter vector, with gradients from :func:`torch.func.grad`, and records every iterate.
+``least_squares_gd`` is the same recursion for ``L(w) = |Xw - y|^2 / (2n)`` with the
+gradient written out, so that the two can be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Iterates ``w[k]`` (shape ``[steps+1, d]``) and losses ``loss[k]`` (shape ``[steps+1]``)."""
+
+    w: torch.Tensor
+    loss: torch.Tensor
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.w[-1]
+
+
+def _check_run(w0: torch.Tensor, lr: float, steps: int) -> None:
+    if not isinstance(w0, torch.Tensor) or w0.ndim != 1:
+        raise ValueError(f"w0 must be a 1-D tensor, got {getattr(w0, 'shape', type(w0))}")
+    if not w0.is_floating_point():
+        raise TypeError(f"w0 must be a floating-point tensor, got {w0.dtype}")
+    if not (isinstance(lr, int | float) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not torch.isfinite(w0).all():
+        raise ValueError("w0 contains NaN or inf")
+
+
+def gd(loss: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *, lr: float,
+       steps: int, progress: bool = True) -> Trajectory:
+    """Gradient descent ``w <- w - lr * grad loss(w)`` from ``w0`` (shape ``[d]``).
+
+    Returns every iterate; stops with a clear error if the loss becomes non-finite.
+    """
+    _check_run(w0, lr, steps)
+    grad = torch.func.grad_and_value(loss)
+    ws = torch.empty((steps + 1, w0.numel()), dtype=w0.dtype, device=w0.device)
+    losses = torch.empty(steps + 1, dtype=w0.dtype, device=w0.device)
+    w = w0.detach().clone()
+    for k in tqdm(range(steps + 1), desc="gradient descent", disable=not progress,
+                  leave=False):
+        g, value = grad(w)
+        ws[k], losses[k] = w, value
+        if k < steps:
+            w = w - lr * g
+    return Trajectory(ws, losses)
+
+
+def least_squares_gd(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int,
+                     w0: torch.Tensor | None = None) -> Trajectory:
+    """Gradient descent on ``L(w) = |X w - y|^2 / (2n)`` with the gradient ``X^T (X w - y) / n``.
+
+    ``X``: ``[n, d]``, ``y``: ``[n]``, ``w0``: ``[d]`` (zeros by default).
+    """
+    if X.ndim != 2:
+        raise ValueError(f"X must be a matrix [n, d], got shape {tuple(X.shape)}")
+    n, d = X.shape
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape [{n}] to match X {tuple(X.shape)}, got "
+                         f"{tuple(y.shape)}")
+    if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
+        raise ValueError("X or y contains NaN or inf")
+    w0 = torch.zeros(d, dtype=X.dtype, device=X.device) if w0 is None else w0
+    _check_run(w0, lr, steps)
+    if w0.shape != (d,):
+        raise ValueError(f"w0 must have shape [{d}], got {tuple(w0.shape)}")
+    ws = torch.empty((steps + 1, d), dtype=X.dtype, device=X.device)
+    w = w0.to(X.dtype).clone()
+    for k in range(steps + 1):
+        ws[k] = w
+        if k < steps:
+            w = w - (lr / n) * (X.T @ (X @ w - y))
+    r = ws @ X.T - y
+    return Trajectory(ws, (r * r).sum(1) / (2 * n))

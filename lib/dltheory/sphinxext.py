@@ -1,0 +1,403 @@
+"""Sphinx extension of the book: the claim ledger, offline MathJax, cache invalidation.
+
+Enabled in ``_config.yml`` (``sphinx.extra_extensions: [dltheory.sphinxext]``). It
+
+* renders the claim records that :func:`dltheory.claims.check` emits (the MIME type
+  :data:`dltheory.claims.MIME`, through myst-nb's ``myst_nb.mime_renderers`` entry point)
+  and collects them, per document, in the build environment;
+* replaces the ``{claims-ledger}`` directive with the table of every claim of the book,
+  built after all pages are read (so it is right whatever order they are read in), links
+  each claim to its theorem, and warns (an error under ``-W``) when a claim cites an unknown
+  label, when a recorded claim is not ok, or when a chapter executes code but checks no
+  claim; the page is re-written by every build, and the ledger is also written to
+  ``claims.json`` beside the HTML;
+* serves MathJax 3 from the build itself (``_static/mathjax``), copied from the
+  ``django-static-mathjax`` package, so that pages render math with no network;
+* invalidates executed notebooks when the library, the profile, the device or the torch
+  version change: jupyter-cache only hashes a notebook's own code;
+* appends a "Cite this chapter" note, built from ``CITATION.cff``, to every chapter;
+* disables progress bars in executed notebooks (``TQDM_DISABLE``), whose widgets would need
+  a CDN to render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx.util import logging
+from sphinx.util.nodes import make_refnode
+
+from . import claims as _claims
+
+logger = logging.getLogger(__name__)
+
+ENV_CLAIMS = "dltheory_claims"
+STAMP_FILE = "dltheory-stamp.json"
+MATHJAX_PARTS = ("tex-chtml.js", "input", "output/chtml", "ui", "a11y", "sre")
+
+
+# --------------------------------------------------------------------------- claims
+
+
+class ClaimMimeRenderer:
+    """myst-nb mime renderer for claim records (registered as an entry point)."""
+
+    mime_priority_overrides = [("*", _claims.MIME, 1)]
+
+    @staticmethod
+    def handle_mime(renderer, data, inline):
+        if inline or data.mime_type != _claims.MIME:
+            return None
+        record = data.content
+        if isinstance(record, str):
+            record = json.loads(record)
+        mark = "✔" if record["ok"] else "✘"
+        kind = " (negative control)" if record["expect"] == "fail" else ""
+        para = nodes.paragraph()
+        para += nodes.strong(text=f"{mark} claim {record['name']}{kind}: ")
+        para += nodes.Text(
+            f"measured {record['measured_text']} {record['bound']}, {record['status']}"
+        )
+        para += nodes.inline(
+            text=f"  [{record['theorem']}; {record['profile']}, {record['device']}, "
+            f"{record['dtype']}, seed {record['seed']}]",
+            classes=["claim-meta"],
+        )
+        status = "claim-ok" if record["ok"] else "claim-bad"
+        box = nodes.container("", para, classes=["output", "dltheory-claim", status])
+        box["dltheory_claim"] = json.dumps(record)
+        return [box]
+
+
+def _collect_claims(app, doctree):
+    env = app.env
+    found = []
+    for node in doctree.findall(nodes.container):
+        if "dltheory_claim" in node.attributes:
+            found.append(json.loads(node["dltheory_claim"]))
+            del node["dltheory_claim"]
+    store = getattr(env, ENV_CLAIMS, {})
+    store[env.docname] = found
+    setattr(env, ENV_CLAIMS, store)
+
+
+def _purge(app, env, docname):
+    getattr(env, ENV_CLAIMS, {}).pop(docname, None)
+    getattr(env, "dltheory_ledger_docs", set()).discard(docname)
+
+
+def _merge(app, env, docnames, other):
+    store = getattr(env, ENV_CLAIMS, {})
+    theirs = getattr(other, ENV_CLAIMS, {})
+    for d in docnames:
+        if d in theirs:
+            store[d] = theirs[d]
+    setattr(env, ENV_CLAIMS, store)
+    mine = getattr(env, "dltheory_ledger_docs", set())
+    mine |= getattr(other, "dltheory_ledger_docs", set()) & set(docnames)
+    env.dltheory_ledger_docs = mine
+
+
+class ledger_placeholder(nodes.General, nodes.Element):
+    """Replaced by the table of all claims once every page is read."""
+
+
+class ClaimsLedger(Directive):
+    has_content = False
+
+    def run(self):
+        env = self.state.document.settings.env
+        docs = getattr(env, "dltheory_ledger_docs", set())
+        docs.add(env.docname)
+        env.dltheory_ledger_docs = docs
+        return [ledger_placeholder("")]
+
+
+def _doc_order(env) -> list[str]:
+    """Documents in table-of-contents order (depth first from the root document)."""
+    order, seen = [], set()
+
+    def walk(doc):
+        if doc in seen:
+            return
+        seen.add(doc)
+        order.append(doc)
+        for child in env.toctree_includes.get(doc, []):
+            walk(child)
+
+    walk(env.config.root_doc)
+    order += sorted(set(env.found_docs) - seen)
+    return order
+
+
+def _is_notebook(env, docname) -> bool:
+    return "kernelspec" in env.metadata.get(docname, {})
+
+
+def _check_ledger(app, env):
+    """Warnings for claims that cannot stand: unknown labels, failures, chapters without claims."""
+    store = getattr(env, ENV_CLAIMS, {})
+    proofs = getattr(env, "proof_list", {})
+    for doc in _doc_order(env):
+        records = store.get(doc, [])
+        if _is_notebook(env, doc) and not records:
+            logger.warning(f"chapter {doc!r} executes code but checks no claim",
+                           location=doc, type="dltheory", subtype="claims")
+        for r in records:
+            if r["theorem"] not in proofs:
+                logger.warning(
+                    f"claim {r['name']!r} checks theorem label {r['theorem']!r}, which no "
+                    "prf: directive of the book defines",
+                    location=doc, type="dltheory", subtype="claims",
+                )
+            if not r["ok"]:
+                logger.warning(f"claim {r['name']!r} is recorded as {r['status']}",
+                               location=doc, type="dltheory", subtype="claims")
+
+
+def _ledger_table(app, fromdoc):
+    env = app.env
+    store = getattr(env, ENV_CLAIMS, {})
+    proofs = getattr(env, "proof_list", {})
+    cols = ("chapter", *_claims.TABLE_COLUMNS)
+    table = nodes.table(classes=["dltheory-ledger"])
+    tgroup = nodes.tgroup(cols=len(cols))
+    table += tgroup
+    for _ in cols:
+        tgroup += nodes.colspec(colwidth=1)
+    thead = nodes.thead()
+    tgroup += thead
+    row = nodes.row()
+    for c in cols:
+        row += nodes.entry("", nodes.paragraph(text=c))
+    thead += row
+    tbody = nodes.tbody()
+    tgroup += tbody
+    n_claims = n_controls = n_chapters = 0
+    for doc in _doc_order(env):
+        records = store.get(doc, [])
+        if not records:
+            continue
+        n_chapters += 1
+        title = env.titles[doc].astext() if doc in env.titles else doc
+        for r, cells in zip(records, _claims.rows(records), strict=True):
+            n_claims += 1
+            n_controls += r["expect"] == "fail"
+            row = nodes.row(classes=["claim-ok" if r["ok"] else "claim-bad"])
+            para = nodes.paragraph()
+            para += make_refnode(app.builder, fromdoc, doc, "", nodes.Text(title))
+            row += nodes.entry("", para)
+            for i, text in enumerate(cells):
+                para = nodes.paragraph()
+                if i == 1 and r["theorem"] in proofs:
+                    target = proofs[r["theorem"]]
+                    para += make_refnode(app.builder, fromdoc, target["docname"],
+                                         r["theorem"], nodes.literal(text=text))
+                else:
+                    para += nodes.Text(text)
+                row += nodes.entry("", para)
+            tbody += row
+    summary = nodes.paragraph(
+        text=f"{n_claims} claims in {n_chapters} chapters, of which {n_controls} are "
+        "negative controls; every row below was measured by this build's execution of its "
+        "chapter (or by the cached execution of an unchanged chapter, library and profile)."
+    )
+    return [summary, table]
+
+
+def _resolve_ledger(app, doctree, fromdoc):
+    placeholders = list(doctree.findall(ledger_placeholder))
+    if not placeholders:
+        return
+    _check_ledger(app, app.env)
+    for node in placeholders:
+        node.replace_self(_ledger_table(app, fromdoc))
+
+
+def _ledger_always_outdated(app, env, added, changed, removed):
+    """The ledger pages and, when the stamp changed, every notebook, are read again."""
+    docs = set(getattr(env, "dltheory_ledger_docs", set()))
+    stamp = app._dltheory_stamp
+    if getattr(env, "dltheory_stamp", None) != stamp:
+        docs |= {d for d in env.found_docs if _is_notebook(env, d)}
+        env.dltheory_stamp = stamp
+    return sorted(docs - set(removed))
+
+
+def _write_ledger_json(app, exc):
+    if exc is not None or app.builder.format != "html":
+        return
+    env = app.env
+    store = getattr(env, ENV_CLAIMS, {})
+    out = {
+        "stamp": app._dltheory_stamp,
+        "chapters": [
+            {"doc": d, "title": env.titles[d].astext() if d in env.titles else d,
+             "claims": store[d]}
+            for d in _doc_order(env) if store.get(d)
+        ],
+    }
+    Path(app.outdir, "claims.json").write_text(json.dumps(out, indent=1, sort_keys=True))
+
+
+# --------------------------------------------------------------- execution stamp
+
+
+def library_stamp() -> str:
+    """Hash of what a notebook's results depend on besides its own code.
+
+    The library's source, the profile, the device type, the torch and python versions.
+    """
+    from . import profile
+
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    import torch
+
+    h.update(json.dumps([profile.name(), profile.device().type, torch.__version__,
+                         platform.python_version()]).encode())
+    return h.hexdigest()
+
+
+def _cache_dir(app) -> Path:
+    path = getattr(app.config, "nb_execution_cache_path", "") or ""
+    if not path:
+        return Path(app.outdir).parent / ".jupyter_cache"
+    return Path(path)
+
+
+def _invalidate_cache(app):
+    stamp = library_stamp()
+    app._dltheory_stamp = stamp
+    cache = _cache_dir(app)
+    stamp_file = cache / STAMP_FILE
+    old = json.loads(stamp_file.read_text())["stamp"] if stamp_file.exists() else None
+    if old != stamp:
+        if cache.exists():
+            logger.info(f"dltheory: library or profile changed; clearing {cache}")
+            shutil.rmtree(cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        stamp_file.write_text(json.dumps({"stamp": stamp}))
+
+
+# ------------------------------------------------------------------------ mathjax
+
+
+def mathjax_source() -> Path:
+    """The es5 folder of the MathJax 3 distribution installed by django-static-mathjax."""
+    try:
+        root = Path(str(resources.files("mathjax"))) / "static" / "mathjax" / "es5"
+    except ModuleNotFoundError:
+        root = None
+    if root is None or not (root / "tex-chtml.js").is_file():
+        raise RuntimeError(
+            "MathJax 3 is not installed: `pip install django-static-mathjax` "
+            "(it is in requirements.txt); the book serves MathJax from its own build"
+        )
+    return root
+
+
+def _setup_mathjax(app, config):
+    config.mathjax_path = "mathjax/tex-chtml.js"
+
+
+def _copy_mathjax(app, exc):
+    if exc is not None or app.builder.format != "html":
+        return
+    src = mathjax_source()
+    dst = Path(app.outdir, "_static", "mathjax")
+    for part in MATHJAX_PARTS:
+        s, d = src / part, dst / part
+        if s.is_dir():
+            shutil.copytree(s, d, dirs_exist_ok=True)
+        else:
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(s, d)
+
+
+# ----------------------------------------------------------------------- citation
+
+
+def _citation(app) -> dict:
+    path = Path(app.srcdir, "CITATION.cff")
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text())
+
+
+def _cite_chapter(app, doctree):
+    env = app.env
+    doc = env.docname
+    cff = getattr(app, "_dltheory_citation", {})
+    if not cff or not _is_notebook(env, doc):
+        return
+    title = doctree.next_node(nodes.title)
+    chapter = title.astext() if title is not None else doc
+    authors = " and ".join(
+        a.get("name") or f"{a.get('family-names', '')}, {a.get('given-names', '')}"
+        for a in cff.get("authors", [])
+    )
+    base = (app.config.html_baseurl or "").rstrip("/")
+    url = f"{base}/{doc}.html" if base else f"{doc}.html"
+    year = str(cff.get("date-released", ""))[:4]
+    key = "dntv-" + doc.replace("/", "-")
+    bib = (
+        f"@incollection{{{key},\n"
+        f"  title     = {{{chapter}}},\n"
+        f"  booktitle = {{{cff.get('title', '')}}},\n"
+        f"  author    = {{{{{authors}}}}},\n"
+        f"  year      = {{{year}}},\n"
+        f"  edition   = {{{cff.get('version', '')}}},\n"
+        f"  url       = {{{url}}}\n}}"
+    )
+    rubric = nodes.rubric(text="Cite this chapter")
+    para = nodes.paragraph(
+        text=f"{authors}. “{chapter}”. In {cff.get('title', '')}, version "
+        f"{cff.get('version', '')}, {year}. {url}"
+    )
+    block = nodes.literal_block(bib, bib, language="bibtex")
+    box = nodes.container("", rubric, para, block, classes=["dltheory-cite"])
+    section = doctree.next_node(nodes.section)
+    (section if section is not None else doctree).append(box)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _config_inited(app, config):
+    _setup_mathjax(app, config)
+    app._dltheory_citation = _citation(app)
+    # Progress bars of executed notebooks would be widgets needing a CDN: disable them.
+    os.environ["TQDM_DISABLE"] = "1"
+
+
+def setup(app):
+    app.add_node(ledger_placeholder)
+    app.add_directive("claims-ledger", ClaimsLedger)
+    app.connect("config-inited", _config_inited)
+    app.connect("builder-inited", _invalidate_cache)
+    app.connect("env-get-outdated", _ledger_always_outdated)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("doctree-read", _collect_claims)
+    app.connect("doctree-read", _cite_chapter)
+    app.connect("doctree-resolved", _resolve_ledger)
+    app.connect("build-finished", _write_ledger_json)
+    app.connect("build-finished", _copy_mathjax)
+    app.add_css_file("dltheory.css")
+    static = Path(__file__).parent / "static"
+    app.connect("builder-inited", lambda a: a.config.html_static_path.append(str(static)))
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True,
+            "env_version": 1}
