@@ -252,15 +252,16 @@ def _write_ledger_json(app, exc):
 # --------------------------------------------------------------- execution stamp
 
 
-def library_stamp() -> str:
+def library_stamp(root: Path | None = None) -> str:
     """Hash of what a notebook's results depend on besides its own code.
 
-    The library's source, the profile, the device type, the torch and python versions.
+    The library's source (the ``.py`` files under ``root``, by default this package), the
+    profile, the device type, the torch and python versions.
     """
     from . import profile
 
     h = hashlib.sha256()
-    root = Path(__file__).parent
+    root = Path(__file__).parent if root is None else Path(root)
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
