@@ -111,6 +111,11 @@ class Claim:
             f"{self.profile}, {self.device}, {self.dtype}, seed {self.seed})"
         )
 
+    def _ipython_display_(self) -> None:
+        """A claim is shown once, by :func:`check`; displaying the returned record again
+        (as a cell's last expression) shows nothing. ``print(claim.line())`` or
+        :func:`table` show it again."""
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["target"] = list(self.target) if isinstance(self.target, tuple) else self.target

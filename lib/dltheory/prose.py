@@ -12,8 +12,8 @@ import math
 import torch
 
 
-def glue(name: str, value, *, display: bool = False):
-    """Glue ``value`` (a number, string or figure) under ``name``; returns ``value``."""
+def glue(name: str, value, *, display: bool = False) -> None:
+    """Glue ``value`` (a number, string or figure) under ``name`` for the chapter's prose."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TypeError(f"glue {name!r}: only scalars are glued, got shape "
@@ -24,6 +24,5 @@ def glue(name: str, value, *, display: bool = False):
     try:
         from myst_nb import glue as _glue
     except ImportError:  # pragma: no cover - outside the book toolchain
-        return value
+        return
     _glue(name, value, display=display)
-    return value

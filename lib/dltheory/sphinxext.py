@@ -164,11 +164,9 @@ def _check_ledger(app, env):
                                location=doc, type="dltheory", subtype="claims")
 
 
-def _ledger_table(app, fromdoc):
-    env = app.env
-    store = getattr(env, ENV_CLAIMS, {})
-    proofs = getattr(env, "proof_list", {})
-    cols = ("chapter", *_claims.TABLE_COLUMNS)
+def _table(app, fromdoc, records, proofs):
+    """One chapter's claims as a docutils table, theorem labels linked to their statements."""
+    cols = _claims.TABLE_COLUMNS
     table = nodes.table(classes=["dltheory-ledger"])
     tgroup = nodes.tgroup(cols=len(cols))
     table += tgroup
@@ -182,36 +180,52 @@ def _ledger_table(app, fromdoc):
     thead += row
     tbody = nodes.tbody()
     tgroup += tbody
+    for r, cells in zip(records, _claims.rows(records), strict=True):
+        row = nodes.row(classes=["claim-ok" if r["ok"] else "claim-bad"])
+        for i, text in enumerate(cells):
+            para = nodes.paragraph()
+            if i == 1 and r["theorem"] in proofs:
+                target = proofs[r["theorem"]]
+                para += make_refnode(app.builder, fromdoc, target["docname"],
+                                     r["theorem"], nodes.literal(text=text))
+            else:
+                para += nodes.Text(text)
+            row += nodes.entry("", para)
+        tbody += row
+    return nodes.container("", table, classes=["dltheory-ledger-wrap"])
+
+
+def _ledger_table(app, fromdoc):
+    """The summary, then for every chapter (in reading order) its title and its claims."""
+    env = app.env
+    store = getattr(env, ENV_CLAIMS, {})
+    proofs = getattr(env, "proof_list", {})
+    out = []
     n_claims = n_controls = n_chapters = 0
     for doc in _doc_order(env):
         records = store.get(doc, [])
         if not records:
             continue
         n_chapters += 1
+        n_claims += len(records)
+        n_controls += sum(r["expect"] == "fail" for r in records)
         title = env.titles[doc].astext() if doc in env.titles else doc
-        for r, cells in zip(records, _claims.rows(records), strict=True):
-            n_claims += 1
-            n_controls += r["expect"] == "fail"
-            row = nodes.row(classes=["claim-ok" if r["ok"] else "claim-bad"])
-            para = nodes.paragraph()
-            para += make_refnode(app.builder, fromdoc, doc, "", nodes.Text(title))
-            row += nodes.entry("", para)
-            for i, text in enumerate(cells):
-                para = nodes.paragraph()
-                if i == 1 and r["theorem"] in proofs:
-                    target = proofs[r["theorem"]]
-                    para += make_refnode(app.builder, fromdoc, target["docname"],
-                                         r["theorem"], nodes.literal(text=text))
-                else:
-                    para += nodes.Text(text)
-                row += nodes.entry("", para)
-            tbody += row
+        head = nodes.paragraph(classes=["dltheory-ledger-chapter"])
+        head += make_refnode(app.builder, fromdoc, doc, "", nodes.strong(text=title))
+        head += nodes.Text(f" ({len(records)} claims)")
+        out += [head, _table(app, fromdoc, records, proofs)]
+
+    def plural(k, word):
+        return f"{k} {word}{'' if k == 1 else 's'}"
+
     summary = nodes.paragraph(
-        text=f"{n_claims} claims in {n_chapters} chapters, of which {n_controls} are "
-        "negative controls; every row below was measured by this build's execution of its "
-        "chapter (or by the cached execution of an unchanged chapter, library and profile)."
+        text=f"{plural(n_claims, 'claim')} in {plural(n_chapters, 'chapter')}, of which "
+        + (f"{n_controls} is a negative control" if n_controls == 1
+           else f"{n_controls} are negative controls")
+        + "; every row was measured by this build's execution of its chapter (or by the "
+        "cached execution of an unchanged chapter, library and profile)."
     )
-    return [summary, table]
+    return [summary, *out]
 
 
 def _resolve_ledger(app, doctree, fromdoc):
