@@ -36,8 +36,8 @@ from . import profile
 
 MIME = "application/vnd.dltheory.claim+json"
 RELATIONS = ("<=", ">=", "==", "in")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 class ClaimFailure(AssertionError):
@@ -98,7 +98,11 @@ class Claim:
         """The measured value, with enough digits to tell it apart from the bound."""
         if not self.finite:
             return repr(self.measured)
-        ref = None if self.relation == "in" else self.target
+        if self.relation == "in":
+            lo, hi = self.target
+            ref = lo if abs(self.measured - lo) <= abs(self.measured - hi) else hi
+        else:
+            ref = self.target
         return _fmt(self.measured, distinct_from=ref)
 
     def line(self) -> str:
@@ -134,10 +138,11 @@ def _fmt(x: float, *, distinct_from: float | None = None) -> str:
         return str(int(x))
     if x == 0:
         return "0"
+    if distinct_from is not None and x == distinct_from:
+        return _fmt_bound(x)            # equal to the bound: write it exactly like the bound
     for digits in (4, 6, 8, 10, 12, 17):
         text = f"{x:.{digits}g}"
-        if distinct_from is None or x == distinct_from or \
-                float(text) != float(f"{distinct_from:.{digits}g}"):
+        if distinct_from is None or float(text) != float(f"{distinct_from:.{digits}g}"):
             return text
     return repr(x)
 
@@ -166,13 +171,17 @@ def _as_number(value, what: str) -> tuple[float, str | None]:
             raise TypeError(f"{what} must be a real number, got a {value.dtype} tensor")
         dtype = str(value.dtype).removeprefix("torch.")
         return float(value.detach().cpu().reshape(())), dtype
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray | np.generic):
         if value.size != 1:
             raise TypeError(f"{what} must be a scalar, got an array of shape {value.shape}")
-        dtype = str(value.dtype)
-        return float(value.reshape(())), dtype
-    if isinstance(value, np.generic):
-        return float(value), str(value.dtype)
+        if value.dtype == np.bool_:
+            raise TypeError(
+                f"{what} must be a number, got a numpy bool: pass the measured quantity, not "
+                "the outcome of a comparison"
+            )
+        if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
+            raise TypeError(f"{what} must be a real number, got numpy dtype {value.dtype}")
+        return float(np.asarray(value).reshape(())), str(value.dtype)
     if isinstance(value, int | float):
         return float(value), None
     raise TypeError(f"{what} must be a real number, got {type(value).__name__}")
@@ -242,7 +251,7 @@ def check(
     seed: the seed of the experiment; defaults to the last :func:`dltheory.profile.seed`.
     note: a short remark shown in the ledger.
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(
             f"claim name must be a non-empty identifier of letters, digits and _.:-, got {name!r}"
         )
@@ -253,7 +262,7 @@ def check(
     if not isinstance(theorem, str):
         raise TypeError(f"claim {name!r}: theorem must be a label string, got {type(theorem)}")
     label = theorem.removeprefix("prf:")
-    if not _LABEL_RE.match(label):
+    if not _LABEL_RE.fullmatch(label):
         raise ValueError(f"claim {name!r}: theorem label {theorem!r} is not a valid label")
 
     value, measured_dtype = _as_number(measured, f"claim {name!r}: measured")
@@ -271,8 +280,9 @@ def check(
             raise ValueError(f"claim {name!r}: target must be finite, got {tgt}")
     atol = _as_number(atol, f"claim {name!r}: atol")[0]
     rtol = _as_number(rtol, f"claim {name!r}: rtol")[0]
-    if atol < 0 or rtol < 0:
-        raise ValueError(f"claim {name!r}: tolerances must be >= 0, got atol={atol}, rtol={rtol}")
+    if not (atol >= 0 and rtol >= 0 and math.isfinite(atol) and math.isfinite(rtol)):
+        raise ValueError(f"claim {name!r}: tolerances must be >= 0 and finite, got "
+                         f"atol={atol}, rtol={rtol}")
     if relation != "==" and (atol or rtol):
         raise ValueError(
             f"claim {name!r}: atol/rtol only apply to '=='; put the slack in the bound of "

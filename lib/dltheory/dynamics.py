@@ -8,6 +8,7 @@ gradient written out, so that the two can be compared.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +33,9 @@ def _check_run(w0: torch.Tensor, lr: float, steps: int) -> None:
         raise ValueError(f"w0 must be a 1-D tensor, got {getattr(w0, 'shape', type(w0))}")
     if not w0.is_floating_point():
         raise TypeError(f"w0 must be a floating-point tensor, got {w0.dtype}")
-    if not (isinstance(lr, int | float) and lr > 0):
+    if isinstance(lr, bool) or not (isinstance(lr, int | float) and 0 < lr < math.inf):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not isinstance(steps, int) or steps < 0:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     if not torch.isfinite(w0).all():
         raise ValueError("w0 contains NaN or inf")
@@ -54,6 +55,11 @@ def gd(loss: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *, lr: fl
     for k in tqdm(range(steps + 1), desc="gradient descent", disable=not progress,
                   leave=False):
         g, value = grad(w)
+        if not torch.isfinite(value):
+            raise FloatingPointError(
+                f"gradient descent diverged: the loss is not finite ({float(value)}) at step "
+                f"{k} with lr={lr}; a smaller step size may converge"
+            )
         ws[k], losses[k] = w, value
         if k < steps:
             w = w - lr * g

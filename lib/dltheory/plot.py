@@ -47,8 +47,9 @@ def figure(ncols: int = 1, *, width: float | None = None, height: float = 3.4):
 
     ``axes`` is a single Axes when ``ncols == 1``, else an array of Axes.
     """
-    if not isinstance(ncols, int) or ncols < 1:
+    if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
+    ncols = int(ncols)
     style()
     width = width if width is not None else min(3.6 * ncols + 1.0, 11.0)
     fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=True)

@@ -94,10 +94,10 @@ def seed(value: int) -> torch.Generator:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"seed must be an int, got {type(value).__name__}")
     value = int(value)
-    if value < 0:
-        raise ValueError(f"seed must be >= 0, got {value}")
+    if not 0 <= value < 2**63:
+        raise ValueError(f"seed must be in [0, 2**63), got {value}")
     random.seed(value)
-    np.random.seed(value % 2**32)
+    np.random.seed(value % 2**32)  # numpy's legacy global generator takes 32-bit seeds
     torch.manual_seed(value)
     _state.seed = value
     gen = torch.Generator()

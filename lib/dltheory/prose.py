@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -18,6 +19,8 @@ def glue(name: str, value, *, display: bool = False) -> None:
         if value.numel() != 1:
             raise TypeError(f"glue {name!r}: only scalars are glued, got shape "
                             f"{tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, np.generic) and value.size == 1:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"glue {name!r}: refusing to quote a non-finite number ({value})")

@@ -22,6 +22,8 @@ def condition_number(A: torch.Tensor) -> torch.Tensor:
     if A.ndim != 2:
         raise ValueError(f"A must be a matrix, got shape {tuple(A.shape)}")
     s = torch.linalg.svdvals(A)
+    if s.min() == 0:
+        return torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
     return s.max() / s.min()
 
 
