@@ -539,3 +539,50 @@ def test_figure_accepts_numpy_integers_and_rejects_bools():
     plt.close(fig)
     with pytest.raises(ValueError, match="ncols must be a positive integer, got True"):
         plot.figure(True)
+
+
+def _underdetermined(seed: int = 11, n: int = 6, d: int = 15):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=F64)
+    y = torch.randn(n, generator=g, dtype=F64)
+    lr = float(1 / spectra.gram_eigvalsh(X, scale=1 / n).max())
+    return X, y, lr
+
+
+def test_batched_final_iterates_equal_single_runs():
+    X, y, lr = _underdetermined()
+    W0 = torch.randn(4, X.shape[1], generator=torch.Generator().manual_seed(2), dtype=F64)
+    finals = dynamics.least_squares_gd_final(X, y, W0, lr=lr, steps=50, progress=False)
+    for i in range(4):
+        single = dynamics.least_squares_gd(X, y, lr=lr, steps=50, w0=W0[i]).final
+        torch.testing.assert_close(finals[i], single, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"W0 must be \[S, 15\]"):
+        dynamics.least_squares_gd_final(X, y, W0[:, :3], lr=lr, steps=5)
+
+
+def test_error_log_norms_follow_gradient_descent_past_rounding():
+    X, y, lr = _underdetermined()
+    w_dagger = torch.linalg.pinv(X) @ y
+    run = dynamics.least_squares_gd(X, y, lr=lr, steps=60)
+    err = (run.w - w_dagger).norm(dim=1)
+    log_e = dynamics.least_squares_error_log_norms(X, run.w[0] - w_dagger, lr=lr, steps=2000,
+                                                   progress=False)
+    above = err / err[0] > 1e-8
+    assert above.sum() > 10
+    # same curve as gradient descent while its error is above rounding (1e-8 relative)
+    assert (log_e[:61][above] - err[above].log()).abs().max() < 1e-6
+    # and it keeps decaying at the slowest rate, far below float64's range for err itself
+    mu = (1 - lr * spectra.gram_eigvalsh(X, scale=1 / X.shape[0])).abs().max()
+    slope = (log_e[-1] - log_e[-501]) / 500
+    assert log_e[-1] - log_e[0] < -100
+    assert abs(slope / mu.log() - 1) < 1e-6
+
+
+def test_error_log_norms_reject_a_start_outside_the_row_space():
+    X, _, lr = _underdetermined()
+    null = spectra.null_space_projector(X) @ torch.ones(X.shape[1], dtype=F64)
+    with pytest.raises(ValueError, match="not in the row space"):
+        dynamics.least_squares_error_log_norms(X, null, lr=lr, steps=3)
+    with pytest.raises(ValueError, match="e0 is zero"):
+        dynamics.least_squares_error_log_norms(X, torch.zeros(X.shape[1], dtype=F64), lr=lr,
+                                               steps=3)

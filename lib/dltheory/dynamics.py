@@ -92,3 +92,64 @@ def least_squares_gd(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int,
             w = w - (lr / n) * (X.T @ (X @ w - y))
     r = ws @ X.T - y
     return Trajectory(ws, (r * r).sum(1) / (2 * n))
+
+
+def least_squares_gd_final(X: torch.Tensor, y: torch.Tensor, W0: torch.Tensor, *, lr: float,
+                           steps: int, progress: bool = True) -> torch.Tensor:
+    """Final iterates of gradient descent on ``|X w - y|^2 / (2n)`` from a batch of starts.
+
+    ``W0``: ``[S, d]``, one start per row; returns ``[S, d]``. All starts advance together
+    (one matrix product per step), so ``S`` runs cost about one run on a GPU.
+    """
+    if X.ndim != 2 or W0.ndim != 2 or W0.shape[1] != X.shape[1]:
+        raise ValueError(f"W0 must be [S, {X.shape[-1]}] for X of shape {tuple(X.shape)}, "
+                         f"got {tuple(W0.shape)}")
+    n = X.shape[0]
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape [{n}], got {tuple(y.shape)}")
+    _check_run(W0[0], lr, steps)
+    if not torch.isfinite(W0).all():
+        raise ValueError("W0 contains NaN or inf")
+    W = W0.to(X.dtype).clone()
+    for _ in tqdm(range(steps), desc="gradient descent (batch)", disable=not progress,
+                  leave=False):
+        W = W - (lr / n) * ((W @ X.T - y) @ X)
+    return W
+
+
+def least_squares_error_log_norms(X: torch.Tensor, e0: torch.Tensor, *, lr: float,
+                                  steps: int, progress: bool = True) -> torch.Tensor:
+    """``log |e_k|`` for the error ``e_k = w_k - w_inf`` of gradient descent on
+    ``|X w - y|^2 / (2n)``, for ``k = 0..steps``, followed as far as needed.
+
+    The error obeys ``e_{k+1} = (I - lr X^T X / n) e_k`` (``y`` drops out) and stays in the
+    row space of ``X``: ``e_k = X^T a_k`` with ``a_{k+1} = (I - lr X X^T / n) a_k``. This
+    function runs that recursion on ``a`` (``[n]``), rescaling it to unit norm after every
+    step and summing the logs of the scale factors, so the decay can be followed long after
+    ``|e_k|`` itself would sink below float64's rounding of ``w_k``. ``e0`` must lie in the
+    row space of ``X`` (it does for gradient descent, by the null-space lemma).
+    """
+    if X.ndim != 2 or e0.shape != (X.shape[1],):
+        raise ValueError(f"e0 must have shape [{X.shape[-1]}] for X of shape "
+                         f"{tuple(X.shape)}, got {tuple(e0.shape)}")
+    _check_run(e0, lr, steps)
+    n = X.shape[0]
+    norm0 = e0.norm()
+    if norm0 == 0:
+        raise ValueError("e0 is zero: its decay is undefined")
+    G = X @ X.T
+    a = torch.linalg.solve(G, X @ e0.to(X.dtype))        # e0 = X^T a when e0 is in the row space
+    leak = (X.T @ a - e0).norm() / norm0
+    if leak > 1e-8:
+        raise ValueError(f"e0 is not in the row space of X (relative residual {float(leak):.1e})")
+    M = torch.eye(n, dtype=X.dtype, device=X.device) - (lr / n) * G
+    out = torch.empty(steps + 1, dtype=X.dtype, device=X.device)
+    out[0] = norm0.log()
+    norm_a = (a @ G @ a).sqrt()                            # |e| = sqrt(a^T X X^T a)
+    a = a / norm_a
+    for k in tqdm(range(1, steps + 1), desc="error decay", disable=not progress, leave=False):
+        a = M @ a
+        scale = (a @ G @ a).sqrt()
+        out[k] = out[k - 1] + scale.log()
+        a = a / scale
+    return out
