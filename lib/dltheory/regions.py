@@ -1,0 +1,1126 @@
+"""Exact linear regions of a CPA network on a segment and on a 2-D slice of its input space.
+
+A continuous piecewise-affine (CPA) network is affine on each *activation region*: the set
+of inputs that share one activation code (the sign of every ReLU, leaky-ReLU and abs
+pre-activation, and the winner of every max group: max-pooling window or maxout group).
+Restricted to a segment ``x(t) = x0 + t (x1 - x0)``, ``t in [0, 1]``, the regions are
+intervals; restricted to a plane ``x(s, t) = origin + s u + t v`` over a rectangle, they are
+convex polygons (an activation region is an intersection of half-spaces). This module finds
+them exactly, up to float64 rounding, without sampling:
+
+**Site by site.** Nonlinearities ("sites", as listed by :func:`dltheory.cpa.trace`) are
+processed in execution order. On every piece of the current partition the codes of all
+earlier sites are constant, so each pre-activation of the current site is *affine* on the
+piece; its values at the piece's endpoints (segment) or vertices (plane), from one ordinary
+batched forward pass, therefore determine it on the whole piece. Its kinks are then cut
+exactly: the zero of a ReLU-type unit (by linear interpolation), or the breakpoints of the
+upper envelope of a max group (the crossings of two candidates where they are the largest).
+After the last site every piece lies in one activation region.
+
+**Ties.** A ReLU-type unit is the max group ``(pre, 0)``; the winner of a tie is the first
+candidate, as for ``torch.argmax`` (so ``pre == 0`` counts as active). A candidate that ties
+with an earlier one on a whole piece (two dead inputs of a max-pooling window) never wins it.
+
+**Tolerances** (float64): a pre-activation or candidate difference whose magnitude is at most
+``ZERO_TOL`` (1e-12) times the largest magnitude of its site at the current points counts as
+zero, so regions thinner than that (relative) are not resolved; segment breakpoints closer
+than ``BREAK_TOL`` (1e-13, in ``t``) are one breakpoint.
+
+Entry points: :func:`on_segment` -> :class:`Segment`, :func:`on_plane` -> :class:`Plane`
+(with :meth:`Plane.decision_boundary` -> :class:`Boundary`), :func:`nearest_boundary_along`,
+and the dense-sampling counterparts :func:`sample_segment` and :func:`sample_plane`, which
+count the regions that sampling finds (never more than the exact count).
+
+Example (``net`` from :mod:`dltheory.nets`, ``x0, x1, x2`` three inputs)::
+
+    seg = regions.on_segment(net, x0, x1)
+    seg.n_regions, seg.t                     # breakpoints in t, 0 and 1 included
+    pl = regions.on_plane(net, x0, x1 - x0, x2 - x0, bounds=(-0.5, 1.5, -0.5, 1.5))
+    pl.area().sum(), pl.euler_characteristic()    # the rectangle's area (4), and 1
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import cpa
+
+__all__ = [
+    "BREAK_TOL",
+    "ZERO_TOL",
+    "Boundary",
+    "Plane",
+    "RegionError",
+    "Segment",
+    "nearest_boundary_along",
+    "on_plane",
+    "on_segment",
+    "sample_plane",
+    "sample_segment",
+]
+
+ZERO_TOL = 1e-12
+BREAK_TOL = 1e-13
+F64 = torch.float64
+_UNIT_KINDS = ("relu", "leaky", "abs")
+_KINDS = (*_UNIT_KINDS, "max")
+_CHUNK = 4096  # points per forward pass
+
+
+class RegionError(ValueError):
+    """Invalid input to a region enumeration (shape, degenerate segment or plane, bounds)."""
+
+
+# ============================================================================ input checks
+
+
+def _net_dtype_device(net: nn.Module) -> tuple[torch.dtype | None, torch.device]:
+    for p in (*net.parameters(), *net.buffers()):
+        if p.is_floating_point():
+            return p.dtype, p.device
+    return None, torch.device("cpu")
+
+
+def _as_tensor(net: nn.Module, x, name: str) -> Tensor:
+    """``x`` as a float64 tensor on the net's device; raises for non-finite values or a net
+    whose parameters are not float64 (exactness needs float64)."""
+    dtype, device = _net_dtype_device(net)
+    if dtype is not None and dtype != F64:
+        raise RegionError(f"regions need a float64 network, but {type(net).__name__} has "
+                          f"{dtype} parameters; call net.double()")
+    try:
+        x = torch.as_tensor(x, dtype=F64, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise RegionError(f"{name} is not a tensor of numbers: {err}") from err
+    if x.dim() == 0:
+        raise RegionError(f"{name} is a scalar; pass one input of the network (no batch "
+                          "dimension)")
+    if not torch.isfinite(x).all():
+        raise RegionError(f"{name} has non-finite entries")
+    return x
+
+
+def _as_input(net: nn.Module, x, name: str) -> Tensor:
+    """Check that ``x`` is one input of ``net`` (no batch dimension): ``net(x[None])`` must
+    run and give an output of shape ``[1, d_out]``."""
+    x = _as_tensor(net, x, name)
+    try:
+        with torch.no_grad():
+            out = net(x[None])
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        raise RegionError(f"{name} of shape {tuple(x.shape)} does not fit the network's input "
+                          f"(pass one input without the batch dimension): {err}") from err
+    if not (isinstance(out, Tensor) and out.dim() == 2 and out.shape[0] == 1):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise RegionError(f"{name} of shape {tuple(x.shape)}: the network maps the batch "
+                          f"x[None] to {got}, not to [1, d_out]; pass one input without the "
+                          "batch dimension")
+    return x
+
+
+def _like(net: nn.Module, ref: Tensor, x, name: str) -> Tensor:
+    x = _as_tensor(net, x, name)
+    if x.shape != ref.shape:
+        raise RegionError(f"{name} has shape {tuple(x.shape)}, but the first point has shape "
+                          f"{tuple(ref.shape)}")
+    return x
+
+
+def _check_bounds(bounds) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(b) for b in bounds)
+    except (TypeError, ValueError) as err:
+        raise RegionError(f"bounds must be four numbers (smin, smax, tmin, tmax), got "
+                          f"{bounds!r}") from err
+    if len(vals) != 4:
+        raise RegionError(f"bounds must be four numbers (smin, smax, tmin, tmax), got "
+                          f"{len(vals)}")
+    if not all(math.isfinite(b) for b in vals):
+        raise RegionError(f"bounds must be finite, got {vals}")
+    smin, smax, tmin, tmax = vals
+    if not (smin < smax and tmin < tmax):
+        raise RegionError(f"bounds (smin, smax, tmin, tmax) = {vals} are empty or inverted; "
+                          "need smin < smax and tmin < tmax")
+    return vals
+
+
+# ================================================================================ sites
+
+
+class _Site(NamedTuple):
+    """One nonlinearity's values at a batch of points: ``kind`` and ``values``, ``[B, U]``
+    for ReLU-type units, ``[B, G, k]`` for max groups (candidates last)."""
+
+    kind: str
+    values: Tensor
+
+
+def _trace(net: nn.Module, X: Tensor, *, keep: range | None = None,
+           chunk: int = _CHUNK) -> list[_Site | None]:
+    """The sites of ``net`` at the batch ``X`` ``[B, *in]``, from forward passes of ``chunk``
+    points (so that the memory of one pass stays bounded). Only the sites whose index is in
+    ``keep`` (default all) keep their values; the others are ``None``."""
+    parts: list[list[_Site | None]] = []
+    with torch.no_grad():
+        for start in range(0, max(X.shape[0], 1), chunk):
+            sites: list[_Site | None] = []
+            for i, s in enumerate(cpa.trace(net, X[start:start + chunk])):
+                if s.kind not in _KINDS:
+                    raise RegionError(f"site {s.path!r} has kind {s.kind!r}; regions knows "
+                                      f"{', '.join(_KINDS)}")
+                if keep is not None and i not in keep:
+                    sites.append(None)
+                    continue
+                b = s.pre.shape[0]
+                vals = s.pre.reshape(b, -1) if s.kind in _UNIT_KINDS else s.pre
+                if s.kind == "max" and vals.dim() != 3:
+                    raise RegionError(f"max site {s.path!r} has pre of shape "
+                                      f"{tuple(s.pre.shape)}, expected [B, n_groups, k]")
+                sites.append(_Site(s.kind, vals.to(F64)))
+            parts.append(sites)
+    if len(parts) == 1:
+        return parts[0]
+    if len({len(p) for p in parts}) != 1:
+        raise RegionError("the network's sites differ between forward passes; regions need "
+                          "a fixed sequence of nonlinearities")
+    return [None if p[0] is None else _Site(p[0].kind, torch.cat([q.values for q in p]))
+            for p in zip(*parts, strict=True)]
+
+
+def _pattern(sites: list[_Site]) -> Tensor:
+    """The activation code as one integer row per point, ``[B, n_codes]``: for ReLU-type
+    units the winner of ``(pre, 0)`` (0 active, 1 inactive), for max groups the argmax."""
+    cols = []
+    for s in sites:
+        if s.kind in _UNIT_KINDS:
+            cols.append((s.values < 0).to(torch.int16))
+        else:
+            cols.append(s.values.argmax(-1).to(torch.int16))
+    if not cols:
+        return torch.zeros(0, 0, dtype=torch.int16)
+    return torch.cat(cols, dim=1)
+
+
+def _scale(values: Tensor) -> float:
+    return float(values.abs().max()) if values.numel() else 0.0
+
+
+# ============================================================================== segment
+
+
+def _on_line(x0: Tensor, dx: Tensor, t: Tensor) -> Tensor:
+    """Points ``x0 + t dx``: ``t [N]`` -> ``[N, *x0.shape]``."""
+    return x0 + t.reshape(-1, *([1] * x0.dim())) * dx
+
+
+def _unit_roots(t: Tensor, pre: Tensor, eps: float) -> Tensor:
+    """Zeros of ReLU-type pre-activations, affine on each piece ``[t_i, t_{i+1}]``.
+
+    ``t [N]`` sorted, ``pre [N, U]`` -> roots (unsorted) where a unit changes sign strictly
+    (beyond ``eps``) between consecutive points."""
+    a, b = pre[:-1], pre[1:]
+    cross = ((a > eps) & (b < -eps)) | ((a < -eps) & (b > eps))
+    p, u = cross.nonzero(as_tuple=True)
+    fa, fb = a[p, u], b[p, u]
+    return t[p] + fa / (fa - fb) * (t[p + 1] - t[p])
+
+
+def _max_roots(t: Tensor, c: Tensor, eps: float) -> Tensor:
+    """Breakpoints of the upper envelope of each max group on each piece.
+
+    ``t [N]`` sorted, ``c [N, G, k]``: candidates are affine on each piece, so the argmax
+    changes only where two candidates cross at the top; all pairwise crossings are found,
+    and those below the envelope (by more than ``eps``) are dropped."""
+    k = c.shape[-1]
+    if k < 2:
+        return t.new_zeros(0)
+    i, j = torch.triu_indices(k, k, 1, device=c.device)
+    a, b = c[:-1], c[1:]
+    da, db = a[..., i] - a[..., j], b[..., i] - b[..., j]
+    cross = ((da > eps) & (db < -eps)) | ((da < -eps) & (db > eps))
+    p, g, q = cross.nonzero(as_tuple=True)
+    lam = da[p, g, q] / (da[p, g, q] - db[p, g, q])
+    ca, cb = a[p, g], b[p, g]
+    at = ca + lam[:, None] * (cb - ca)
+    on_top = at.gather(1, i[q][:, None]).squeeze(1) >= at.max(1).values - eps
+    return (t[p] + lam * (t[p + 1] - t[p]))[on_top]
+
+
+def _fresh(t: Tensor, roots: Tensor, tol: float) -> Tensor:
+    """The roots, sorted, at least ``tol`` away from the sorted ``t`` and from each other."""
+    if roots.numel() == 0:
+        return roots
+    r = roots.sort().values
+    pos = torch.searchsorted(t, r)
+    left = t[(pos - 1).clamp_min(0)]
+    right = t[pos.clamp_max(t.numel() - 1)]
+    r = r[((r - left) > tol) & ((right - r) > tol)]
+    if r.numel() > 1:
+        r = r[torch.cat([r.new_ones(1, dtype=torch.bool), torch.diff(r) > tol])]
+    return r
+
+
+def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
+    """Sorted breakpoints ``[P+1]`` of the activation regions on ``[x0, x1]``."""
+    dx = x1 - x0
+    t_all = torch.tensor([0.0, 1.0], dtype=F64, device=x0.device)
+    sites = _trace(net, _on_line(x0, dx, t_all))
+    kinds = [s.kind for s in sites]
+    cache: list[Tensor | None] = [s.values for s in sites]
+    for k, kind in enumerate(kinds):
+        order = torch.argsort(t_all)
+        ts, vals = t_all[order], cache[k][order]
+        eps = ZERO_TOL * _scale(vals)
+        if kind in _UNIT_KINDS:
+            roots = _unit_roots(ts, vals, eps)
+        else:
+            roots = _max_roots(ts, vals, eps)
+        new = _fresh(ts, roots, tol)
+        cache[k] = None
+        if new.numel() and k + 1 < len(kinds):
+            more = _trace(net, _on_line(x0, dx, new), keep=range(k + 1, len(kinds)))
+            if len(more) != len(kinds):
+                raise RegionError("the network's sites differ between forward passes; "
+                                  "regions need a fixed sequence of nonlinearities")
+            for j in range(k + 1, len(kinds)):
+                cache[j] = torch.cat([cache[j], more[j].values])
+        t_all = torch.cat([t_all, new])
+    t = t_all.sort().values
+    if any(kind == "max" for kind in kinds) and t.numel() > 2:
+        # Crossings kept within eps of the envelope may split a region: merge equal codes.
+        mids = (t[:-1] + t[1:]) / 2
+        pat = _pattern(_trace(net, _on_line(x0, dx, mids)))
+        change = (pat[1:] != pat[:-1]).any(1)
+        t = torch.cat([t[:1], t[1:-1][change], t[-1:]])
+    return t
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """The activation regions of ``net`` on the segment ``x(t) = x0 + t (x1 - x0)``.
+
+    ``t`` ``[P+1]``: sorted breakpoints, ``t[0] = 0`` and ``t[-1] = 1``; piece ``i`` is
+    ``[t[i], t[i+1]]`` and lies in one activation region; adjacent pieces have different codes.
+    ``codes`` and ``affine`` are computed on first use, at the pieces' midpoints.
+    """
+
+    net: nn.Module
+    x0: Tensor
+    x1: Tensor
+    t: Tensor
+
+    @property
+    def n_regions(self) -> int:
+        """Number of pieces ``P`` (activation regions met by the segment)."""
+        return self.t.numel() - 1
+
+    @property
+    def dt(self) -> Tensor:
+        """Piece lengths in ``t``, ``[P]`` (they sum to 1)."""
+        return torch.diff(self.t)
+
+    @property
+    def lengths(self) -> Tensor:
+        """Piece lengths in input space, ``[P]``: ``dt * ||x1 - x0||``."""
+        return self.dt * torch.linalg.vector_norm(self.x1 - self.x0)
+
+    @property
+    def midpoints(self) -> Tensor:
+        """Midpoints of the pieces in ``t``, ``[P]``."""
+        return (self.t[:-1] + self.t[1:]) / 2
+
+    def points(self, t) -> Tensor:
+        """Inputs at parameters ``t`` ``[N]``: ``[N, *x0.shape]``."""
+        t = torch.as_tensor(t, dtype=F64, device=self.x0.device).reshape(-1)
+        return _on_line(self.x0, self.x1 - self.x0, t)
+
+    def piece_of(self, t) -> Tensor:
+        """Index of the piece containing each ``t`` ``[N]`` (a breakpoint goes right)."""
+        t = torch.as_tensor(t, dtype=F64, device=self.t.device).reshape(-1)
+        return (torch.searchsorted(self.t, t, right=True) - 1).clamp(0, self.n_regions - 1)
+
+    @cached_property
+    def codes(self):
+        """``cpa.codes`` at the pieces' midpoints (batch of ``P``)."""
+        with torch.no_grad():
+            return cpa.codes(self.net, self.points(self.midpoints))
+
+    @cached_property
+    def affine(self) -> tuple[Tensor, Tensor]:
+        """Per piece the input-space affine map ``f(x) = A x + b``: ``A [P, d_out, d_in]``,
+        ``b [P, d_out]`` (``cpa.affine_map`` at the midpoints)."""
+        return _affine_chunks(self.net, self.points(self.midpoints))
+
+    @property
+    def A(self) -> Tensor:
+        return self.affine[0]
+
+    @property
+    def b(self) -> Tensor:
+        return self.affine[1]
+
+    def affine_t(self) -> tuple[Tensor, Tensor]:
+        """Per piece ``f(x(t)) = slope t + intercept``: ``slope, intercept [P, d_out]``."""
+        A, b = self.affine
+        dx = (self.x1 - self.x0).reshape(-1)
+        return A @ dx, A @ self.x0.reshape(-1) + b
+
+
+def _affine_chunks(net: nn.Module, X: Tensor, *, chunk: int = _CHUNK) -> tuple[Tensor, Tensor]:
+    As, bs = [], []
+    with torch.no_grad():
+        for start in range(0, X.shape[0], chunk):
+            A, b = cpa.affine_map(net, X[start:start + chunk])
+            As.append(A)
+            bs.append(b)
+    return torch.cat(As), torch.cat(bs)
+
+
+def on_segment(net: nn.Module, x0, x1, *, tol: float = BREAK_TOL) -> Segment:
+    """The exact activation regions of ``net`` on the segment from ``x0`` to ``x1``.
+
+    ``x0``, ``x1``: one input each (the network's input shape, no batch dimension), distinct.
+    ``tol``: breakpoints closer than this (in ``t``) are one. One forward pass per site, on
+    the breakpoints found so far (the points found at the last site are never forwarded;
+    with max sites one more pass at the midpoints merges pieces whose codes agree).
+
+    Raises :class:`dltheory.cpa.NotCPAError` for a network that is not CPA, and
+    :class:`RegionError` for inputs of the wrong shape, non-finite inputs or ``x0 == x1``.
+    """
+    cpa.validate(net)
+    x0 = _as_input(net, x0, "x0")
+    x1 = _like(net, x0, x1, "x1")
+    if torch.equal(x0, x1):
+        raise RegionError("x0 == x1: the segment has zero length")
+    return Segment(net, x0, x1, _segment_breaks(net, x0, x1, tol=tol))
+
+
+def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0) -> Tensor:
+    """Exact distance from ``x`` to the first region boundary along each direction.
+
+    ``x``: one input; ``directions`` ``[D, *x.shape]`` (normalised here). For each, the
+    regions on ``[x, x + radius d]`` are enumerated and the first breakpoint is returned as a
+    distance in input space; ``inf`` where the ray leaves no region within ``radius``.
+    Returns ``[D]``.
+    """
+    cpa.validate(net)
+    x = _as_input(net, x, "x")
+    d = _as_tensor(net, directions, "directions")
+    if d.dim() != x.dim() + 1 or d.shape[1:] != x.shape:
+        raise RegionError(f"directions must have shape [D, *x.shape] = [D, {tuple(x.shape)}], "
+                          f"got {tuple(d.shape)}")
+    if not (math.isfinite(radius) and radius > 0):
+        raise RegionError(f"radius must be positive and finite, got {radius!r}")
+    norms = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
+    if (norms == 0).any():
+        raise RegionError(f"direction {int((norms == 0).nonzero()[0])} is zero")
+    out = torch.full((d.shape[0],), math.inf, dtype=F64, device=x.device)
+    for i in range(d.shape[0]):
+        t = _segment_breaks(net, x, x + (radius / norms[i]) * d[i], tol=BREAK_TOL)
+        if t.numel() > 2:
+            out[i] = float(t[1]) * radius
+    return out
+
+
+def sample_segment(net: nn.Module, x0, x1, n: int, *, chunk: int = _CHUNK) -> int:
+    """Regions found by dense sampling: the number of runs of equal codes at the ``n``
+    points ``t = (i + 1/2) / n``. Never more than the exact count (a region meets a segment
+    in one interval); equal to it once every piece is longer than ``1/n``."""
+    cpa.validate(net)
+    x0 = _as_input(net, x0, "x0")
+    x1 = _like(net, x0, x1, "x1")
+    if not (isinstance(n, int) and n >= 1):
+        raise RegionError(f"n must be a positive integer, got {n!r}")
+    dx = x1 - x0
+    runs, last = 0, None
+    for start in range(0, n, chunk):
+        t = (torch.arange(start, min(n, start + chunk), dtype=F64, device=x0.device) + 0.5) / n
+        pat = _pattern(_trace(net, _on_line(x0, dx, t), chunk=chunk))
+        if last is not None:
+            pat = torch.cat([last, pat])
+            runs += int((pat[1:] != pat[:-1]).any(1).sum())
+        else:
+            runs += 1 + int((pat[1:] != pat[:-1]).any(1).sum())
+        last = pat[-1:]
+    return runs
+
+
+# ================================================================================ plane
+
+
+class _Frame(NamedTuple):
+    origin: Tensor
+    u: Tensor
+    v: Tensor
+
+    def points(self, st: Tensor) -> Tensor:
+        """Inputs at plane coordinates ``st [N, 2]``: ``[N, *origin.shape]``."""
+        shape = (-1, *([1] * self.origin.dim()))
+        return (self.origin + st[:, 0].reshape(shape) * self.u
+                + st[:, 1].reshape(shape) * self.v)
+
+
+def _polygon_area(P: Tensor, n: Tensor) -> Tensor:
+    """Signed (counter-clockwise positive) areas of padded polygons ``P [R, V, 2]`` with
+    ``n [R]`` vertices each: ``[R]``. Coordinates are taken relative to the first vertex."""
+    V = P.shape[1]
+    idx = torch.arange(V, device=P.device)
+    nxt = torch.where(idx[None] + 1 < n[:, None], idx[None] + 1, 0)
+    Q = P - P[:, :1]
+    Qn = Q.gather(1, nxt[..., None].expand(-1, -1, 2))
+    cross = Q[..., 0] * Qn[..., 1] - Q[..., 1] * Qn[..., 0]
+    return (cross * (idx[None] < n[:, None])).sum(1) / 2
+
+
+def _polygon_centroid(P: Tensor, n: Tensor) -> Tensor:
+    """Area centroids ``[R, 2]`` of padded polygons (vertex mean for degenerate ones)."""
+    V = P.shape[1]
+    idx = torch.arange(V, device=P.device)
+    valid = idx[None] < n[:, None]
+    nxt = torch.where(idx[None] + 1 < n[:, None], idx[None] + 1, 0)
+    o = P[:, :1]
+    Q = P - o
+    Qn = Q.gather(1, nxt[..., None].expand(-1, -1, 2))
+    cross = (Q[..., 0] * Qn[..., 1] - Q[..., 1] * Qn[..., 0]) * valid
+    area = cross.sum(1) / 2
+    c = ((Q + Qn) * cross[..., None]).sum(1) / (6 * area[:, None])
+    mean = (Q * valid[..., None]).sum(1) / n[:, None]
+    ok = area.abs() > 0
+    return o[:, 0] + torch.where(ok[:, None], c, mean)
+
+
+def _clip(P: Tensor, n: Tensor, h: Tensor, eps: float, *, both: bool = False):
+    """Clip convex polygons to the half-planes ``h >= 0`` (Sutherland-Hodgman, vectorised).
+
+    ``P [m, V, 2]`` padded counter-clockwise polygons with ``n [m]`` vertices, ``h [m, V]``
+    the values at the vertices of a function affine on each polygon; ``|h| <= eps`` counts as
+    0 (on the line). The intersection with an edge is interpolated from the edge's
+    lexicographically smaller endpoint, so two polygons sharing the edge get the same point.
+    Returns ``(Q, count, pos, neg)``: the clipped polygons ``[m, V', 2]``, their counts
+    ``[m]`` (below 3 when nothing of positive area is left), and whether each polygon had a
+    vertex with ``h > eps``, and one with ``h < -eps``. With ``both``, ``(Q, count)`` is a
+    pair: the sides ``h >= 0`` and ``h <= 0``.
+    """
+    m, V = h.shape
+    idx = torch.arange(V, device=P.device)
+    valid = idx[None] < n[:, None]
+    sig = ((h > eps).to(torch.int8) - (h < -eps).to(torch.int8)) * valid
+    nxt = torch.where(idx[None] + 1 < n[:, None], idx[None] + 1, 0)
+    Pn = P.gather(1, nxt[..., None].expand(-1, -1, 2))
+    hn, sn = h.gather(1, nxt), sig.gather(1, nxt)
+    cross = (sig * sn) < 0
+    swap = (Pn[..., 0] < P[..., 0]) | ((Pn[..., 0] == P[..., 0]) & (Pn[..., 1] < P[..., 1]))
+    pa, pb = torch.where(swap[..., None], Pn, P), torch.where(swap[..., None], P, Pn)
+    ha, hb = torch.where(swap, hn, h), torch.where(swap, h, hn)
+    lam = torch.where(cross, ha, 0.0) / torch.where(cross, ha - hb, 1.0)
+    out = torch.stack([P, pa + lam[..., None] * (pb - pa)], dim=2).reshape(m, 2 * V, 2)
+    pos, neg = (sig > 0).any(1), (sig < 0).any(1)
+    sides = [_compact(out, torch.stack([valid & (sig >= 0), cross], 2).reshape(m, 2 * V))]
+    if both:
+        sides.append(_compact(out, torch.stack([valid & (sig <= 0), cross], 2)
+                              .reshape(m, 2 * V)))
+        return sides[0], sides[1], pos, neg
+    return (*sides[0], pos, neg)
+
+
+def _compact(out: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """The kept slots of ``out [m, S, 2]`` moved to the front: ``[m, W, 2]`` and counts."""
+    m = out.shape[0]
+    count = keep.sum(1)
+    width = max(int(count.max()) if m else 0, 1)
+    pos = keep.cumsum(1) - 1
+    Q = out.new_zeros(m, width, 2)
+    rows = torch.arange(m, device=out.device)[:, None].expand_as(keep)
+    Q[rows[keep], pos[keep]] = out[keep]
+    return Q, count
+
+
+_BITS = 2 ** torch.arange(8, dtype=torch.uint8)
+
+
+def _pack(b: Tensor) -> Tensor:
+    """Bit-pack the rows of a bool tensor ``[N, F]`` -> ``[N, ceil(F / 8)]`` uint8."""
+    N, F = b.shape
+    b = torch.nn.functional.pad(b, (0, (-F) % 8)).reshape(N, -1, 8).to(torch.uint8)
+    return (b * _BITS.to(b.device)).sum(-1, dtype=torch.uint8)
+
+
+def _unpack(x: Tensor, F: int) -> Tensor:
+    """Inverse of :func:`_pack`: ``[N, W]`` uint8 -> ``[N, F]`` bool."""
+    bits = (x[..., None] & _BITS.to(x.device)) != 0
+    return bits.reshape(x.shape[0], -1)[:, :F]
+
+
+def _unique_rows(X: Tensor) -> tuple[Tensor, Tensor]:
+    """Unique rows of ``X [N, 2]`` (bitwise equal coordinates) and the inverse ``[N]``: two
+    stable 1-D sorts, faster than ``torch.unique(dim=0)``."""
+    o1 = torch.argsort(X[:, 1], stable=True)
+    order = o1[torch.argsort(X[o1, 0], stable=True)]
+    Xs = X[order]
+    new = torch.ones(X.shape[0], dtype=torch.bool, device=X.device)
+    new[1:] = (Xs[1:] != Xs[:-1]).any(1)
+    inv = torch.empty_like(order)
+    inv[order] = new.cumsum(0) - 1
+    return Xs[new], inv
+
+
+def _qr3(Phi: Tensor) -> tuple[Tensor, Tensor]:
+    """Thin QR of ``Phi [B, V, 3]`` by modified Gram-Schmidt: ``Q [B, V, 3]``, ``R [B, 3, 3]``
+    (columns of zero norm give zero columns of ``Q``)."""
+    qs = []
+    R = Phi.new_zeros(Phi.shape[0], 3, 3)
+    for j in range(3):
+        a = Phi[..., j]
+        for i, q in enumerate(qs):
+            r = (q * a).sum(-1)
+            R[:, i, j] = r
+            a = a - r[:, None] * q
+        nrm = torch.linalg.vector_norm(a, dim=-1)
+        R[:, j, j] = nrm
+        qs.append(a / torch.where(nrm > 0, nrm, 1.0)[:, None])
+    return torch.stack(qs, -1), R
+
+
+class _Fit(NamedTuple):
+    """Affine fits of a site's values: for the candidate pair ``q`` (a polygon ``origin[q]``
+    of the batch and a group whose winner changes on it), each candidate value is
+    ``c(s, t) = coef[q, :, 0] + coef[q, :, 1] (s - centre_s) / scale + coef[q, :, 2]
+    (t - centre_t) / scale`` with the polygon's ``centre [B, 2]`` and ``scale [B]``;
+    ``coef [Q, k, 3]``."""
+
+    centre: Tensor
+    scale: Tensor
+    coef: Tensor
+
+    def at(self, pair: Tensor, poly: Tensor, P: Tensor) -> Tensor:
+        """Candidate values of the pairs ``pair [m]`` at the vertices ``P [m, V, 2]`` of
+        polygons inside the batch's polygons ``poly [m]``: ``[m, V, k]``."""
+        xt = (P - self.centre[poly][:, None]) / self.scale[poly][:, None, None]
+        c = self.coef[pair]                             # [m, k, 3]
+        return torch.baddbmm(c[:, None, :, 0], xt, c[:, :, 1:].transpose(1, 2))
+
+
+def _frames(P: Tensor, n: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per polygon the centre ``[B, 2]`` and scale ``[B]`` of its vertices, and the thin QR
+    factors ``Q [B, V, 3]``, ``R [B, 3, 3]`` of the design matrix ``[1, (x - centre) /
+    scale]`` at its vertices (padded rows zero), for least-squares affine fits."""
+    V = P.shape[1]
+    w = (torch.arange(V, device=P.device)[None] < n[:, None]).to(F64)
+    centre = (P * w[..., None]).sum(1) / n[:, None]
+    scale = (torch.linalg.vector_norm(P - centre[:, None], dim=-1) * w).amax(1)
+    scale = torch.where(scale > 0, scale, 1.0)
+    xt = (P - centre[:, None]) / scale[:, None, None] * w[..., None]
+    Q, R = _qr3(torch.cat([w[..., None], xt], dim=-1))
+    return centre, scale, Q, R
+
+
+def _solve_fit(Q: Tensor, R: Tensor, Y: Tensor) -> Tensor:
+    """Least-squares coefficients ``[m, k, 3]`` of values ``Y [m, V, k]`` at vertices with
+    QR factors ``Q [m, V, 3]``, ``R [m, 3, 3]`` (exact up to rounding: the values are affine
+    on each polygon). A zero pivot (a degenerate polygon) gives a zero coefficient."""
+    qty = torch.bmm(Q.transpose(1, 2), Y)                         # [m, 3, k]
+    piv = torch.diagonal(R, dim1=1, dim2=2)
+    inv = torch.where(piv > 1e-14 * piv[:, :1], 1.0 / torch.where(piv > 0, piv, 1.0), 0.0)
+    c2 = qty[:, 2] * inv[:, 2, None]
+    c1 = (qty[:, 1] - R[:, 1, 2, None] * c2) * inv[:, 1, None]
+    c0 = (qty[:, 0] - R[:, 0, 1, None] * c1 - R[:, 0, 2, None] * c2) * inv[:, 0, None]
+    return torch.stack([c0, c1, c2], dim=-1)
+
+
+class _Polys:
+    """A growable set of padded convex polygons: ``P [cap, V, 2]``, counts ``n``, and the
+    polygon ``origin`` (of the batch, at the site's start) that each lies in."""
+
+    def __init__(self, P: Tensor, n: Tensor, origin: Tensor) -> None:
+        self.P, self.n, self.origin, self.size = P, n, origin, P.shape[0]
+
+    def _reserve(self, extra: int, width: int) -> None:
+        cap, V = self.P.shape[:2]
+        if self.size + extra > cap or width > V:
+            cap = max(cap, 2 * (self.size + extra))
+            V = max(V, width)
+            P = self.P.new_zeros(cap, V, 2)
+            P[:self.size, :self.P.shape[1]] = self.P[:self.size]
+            n = self.n.new_zeros(cap)
+            n[:self.size] = self.n[:self.size]
+            origin = self.origin.new_zeros(cap)
+            origin[:self.size] = self.origin[:self.size]
+            self.P, self.n, self.origin = P, n, origin
+
+    def replace(self, rows: Tensor, P: Tensor, n: Tensor) -> None:
+        self._reserve(0, P.shape[1])
+        self.P[rows] = 0.0
+        self.P[rows, :P.shape[1]] = P
+        self.n[rows] = n
+
+    def append(self, P: Tensor, n: Tensor, origin: Tensor) -> None:
+        m = P.shape[0]
+        if m == 0:
+            return
+        self._reserve(m, P.shape[1])
+        self.P[self.size:self.size + m, :P.shape[1]] = P
+        self.n[self.size:self.size + m] = n
+        self.origin[self.size:self.size + m] = origin
+        self.size += m
+
+    def trimmed(self) -> tuple[Tensor, Tensor]:
+        n = self.n[:self.size]
+        width = int(n.max()) if self.size else 1
+        return self.P[:self.size, :width], n
+
+
+def _max_cells(values, P: Tensor, n: Tensor, c: Tensor,
+               eps: float) -> list[tuple[Tensor, Tensor]]:
+    """The cells of max groups in the polygons ``P [m, V, 2]`` (candidate values ``c
+    [m, V, k]`` at their vertices; ``values(Q)`` gives them at the vertices of polygons
+    ``Q`` inside the same ones): for each candidate ``i`` the polygon clipped to
+    ``c_i >= c_j`` for every ``j != i``. Ties go to the first candidate, so a cell is empty
+    where ``c_i <= c_j`` everywhere for some ``j < i``."""
+    k = c.shape[-1]
+    cells = []
+    for i in range(k):
+        Q, cnt, ci = P, n, c
+        empty = torch.zeros(P.shape[0], dtype=torch.bool, device=P.device)
+        for j in range(k):
+            if j == i:
+                continue
+            if ci is None:
+                ci = values(Q)
+            Q, cnt, pos, neg = _clip(Q, cnt, ci[..., i] - ci[..., j], eps)
+            ci = None
+            empty |= ~pos & neg if j > i else ~pos
+        cells.append((Q, torch.where(empty | (cnt < 3), 0, cnt)))
+    return cells
+
+
+def _cut_batch(net: nn.Module, frame: _Frame, P: Tensor, n: Tensor, site: int,
+               n_sites: int, budget: int) -> tuple[Tensor, Tensor]:
+    """Cut the polygons ``P [B, V, 2]`` (each inside one region of the sites before ``site``)
+    along the kinks of ``site``; returns the new padded polygons and counts.
+
+    One forward pass at the unique vertices gives the site's values there; for every pair
+    (polygon, group) whose winner is not the same at all vertices the values are fitted by
+    an affine function of ``(s, t)``. Then in step ``r`` every polygon is cut by the ``r``-th
+    such group of the polygon it lies in, so the number of steps is the largest number of
+    groups met by one polygon, not the number of groups.
+    """
+    B, V = P.shape[:2]
+    valid = torch.arange(V, device=P.device)[None] < n[:, None]
+    uniq, inv = _unique_rows(P[valid])
+    sites = _trace(net, frame.points(uniq), keep=range(site, site + 1))
+    if len(sites) != n_sites:
+        raise RegionError("the network's sites differ between forward passes; regions need "
+                          "a fixed sequence of nonlinearities")
+    kind, vals = sites[site]
+    del sites
+    unit = kind in _UNIT_KINDS
+    if unit:
+        vals = vals[..., None]                           # [nv, U, 1]: candidate pre (vs 0)
+    scale = _scale(vals)
+    if scale == 0.0:
+        return P, n
+    eps = ZERO_TOL * scale
+    idx = torch.zeros(B, V, dtype=torch.long, device=P.device)
+    idx[valid] = inv
+    idx = torch.where(valid, idx, idx[:, :1])            # padded slots repeat vertex 0
+    # which groups change winner on which polygon: from bit-packed per-vertex tests,
+    # reduced over each polygon's vertices (64x less memory traffic than the values)
+    flat = vals.reshape(vals.shape[0], -1)
+    if unit:
+        pos, neg = _pack(flat > eps), _pack(flat < -eps)
+        any_pos, any_neg = pos[idx[:, 0]], neg[idx[:, 0]]
+        for j in range(1, V):
+            any_pos |= pos[idx[:, j]]
+            any_neg |= neg[idx[:, j]]
+        split = _unpack(any_pos & any_neg, flat.shape[1])                    # [B, U]
+        del pos, neg, any_pos, any_neg
+    else:
+        win = _pack((vals >= vals.amax(-1, keepdim=True) - eps).reshape(flat.shape))
+        always = win[idx[:, 0]]
+        for j in range(1, V):
+            always &= win[idx[:, j]]
+        split = ~_unpack(always, flat.shape[1]).reshape(B, *vals.shape[1:]).any(-1)
+        del win, always
+    del flat
+    centre, span, Qf, Rf = _frames(P, n)
+    o, g = split.nonzero(as_tuple=True)
+    del split
+    chunk = max(1, budget // (V * vals.shape[-1]))
+    pair_poly, coefs = [o], []
+    for a in range(0, o.numel(), chunk):
+        oo, gg = o[a:a + chunk], g[a:a + chunk]
+        coefs.append(_solve_fit(Qf[oo], Rf[oo], vals[idx[oo], gg[:, None]]))
+    del vals
+    if not coefs:
+        return P, n
+    pair_poly = torch.cat(pair_poly)
+    fit = _Fit(centre, span, torch.cat(coefs))
+    count = torch.bincount(pair_poly, minlength=B)
+    first_pair = count.cumsum(0) - count
+    polys = _Polys(P.clone(), n.clone(), torch.arange(B, device=P.device))
+    for r in range(int(count.max()) if B else 0):
+        rows = (count[polys.origin[:polys.size]] > r).nonzero().flatten()
+        poly = polys.origin[rows]
+        pair = first_pair[poly] + r
+        Pr, nr = polys.P[rows], polys.n[rows]
+        c = fit.at(pair, poly, Pr)
+        ok = torch.arange(Pr.shape[1], device=P.device)[None] < nr[:, None]
+        if unit:
+            h = c[..., 0]
+            go = ((h > eps) & ok).any(1) & ((h < -eps) & ok).any(1)
+        else:
+            go = ~((c >= c.amax(-1, keepdim=True) - eps) | ~ok[..., None]).all(1).any(-1)
+        if not bool(go.any()):
+            continue
+        rows, poly, pair, Pr, nr, c = rows[go], poly[go], pair[go], Pr[go], nr[go], c[go]
+        if unit:
+            (Qa, na), (Qb, nb), _, _ = _clip(Pr, nr, c[..., 0], eps, both=True)
+            polys.replace(rows, Qa, na)
+            polys.append(Qb, nb, poly)
+            continue
+        cells = _max_cells(lambda Q, pair=pair, poly=poly: fit.at(pair, poly, Q),
+                           Pr, nr, c, eps)
+        k = len(cells)
+        alive = torch.stack([cnt >= 3 for _, cnt in cells], 1)       # [m, k]
+        has = alive.any(1)
+        first = alive.to(torch.int8).argmax(1)
+        width = max(Q.shape[1] for Q, _ in cells)
+        Qs = torch.stack([torch.nn.functional.pad(Q, (0, 0, 0, width - Q.shape[1]))
+                          for Q, _ in cells], 1)                     # [m, k, W, 2]
+        cnts = torch.stack([cnt for _, cnt in cells], 1)
+        am = torch.arange(rows.shape[0], device=P.device)
+        polys.replace(rows[has], Qs[am, first][has], cnts[am, first][has])
+        extra = alive & (torch.arange(k, device=P.device)[None] != first[:, None])
+        polys.append(Qs[extra], cnts[extra], poly[:, None].expand(-1, k)[extra])
+    return polys.trimmed()
+
+
+def _morton(xy: Tensor, lo: Tensor, hi: Tensor, bits: int = 16) -> Tensor:
+    """Z-order keys ``[N]`` of points ``xy [N, 2]`` in the box ``[lo, hi]``."""
+    q = ((xy - lo) / (hi - lo) * (2**bits - 1)).clamp(0, 2**bits - 1).long()
+    key = torch.zeros(xy.shape[0], dtype=torch.long, device=xy.device)
+    for b in range(bits):
+        key |= ((q[:, 0] >> b) & 1) << (2 * b)
+        key |= ((q[:, 1] >> b) & 1) << (2 * b + 1)
+    return key
+
+
+def _pad_cat(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    width = max(P.shape[1] for P, _ in parts)
+    Ps = [torch.nn.functional.pad(P, (0, 0, 0, width - P.shape[1])) for P, _ in parts]
+    return torch.cat(Ps), torch.cat([n for _, n in parts])
+
+
+def _plane_polygons(net: nn.Module, frame: _Frame, rect: Tensor, *, budget: int,
+                    progress: bool) -> tuple[Tensor, Tensor]:
+    P = rect[None]
+    n = torch.tensor([4], device=rect.device)
+    sizes = [s.values[0].numel() for s in _trace(net, frame.points(rect[:1]))]
+    lo, hi = rect[0], rect[2]
+    for site, size in enumerate(tqdm(sizes, desc="sites", disable=not progress)):
+        # per polygon about 2 vertices' values of the site are held (the forward pass)
+        batch = max(1, budget // (4 * max(size, 1)))
+        if P.shape[0] > batch:
+            c = _polygon_centroid(P, n)
+            order = torch.argsort(_morton(c, lo, hi))
+            P, n = P[order], n[order]
+        parts = [_cut_batch(net, frame, P[a:a + batch], n[a:a + batch], site, len(sizes),
+                             budget)
+                 for a in range(0, P.shape[0], batch)]
+        P, n = _pad_cat(parts)
+    return P, n
+
+
+def _cluster(X: Tensor, tol: float) -> Tensor:
+    """Ids ``[N]`` (0..K-1) that merge points of ``X [N, 2]`` closer than about ``tol``:
+    points are binned on a grid of cell ``tol``, and occupied neighbouring cells whose first
+    points lie within ``tol`` of each other are joined (connected components)."""
+    q = torch.floor((X - X.amin(0)) / tol).long()
+    width = int(q[:, 1].max()) + 3
+    key = (q[:, 0] + 1) * width + (q[:, 1] + 1)
+    cells, inv = torch.unique(key, return_inverse=True)
+    first = torch.full((cells.numel(),), X.shape[0], dtype=torch.long)
+    first = first.scatter_reduce(0, inv, torch.arange(X.shape[0]), reduce="amin")
+    rep = X[first]
+    a_list, b_list = [], []
+    for dx, dy in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        nk = cells + dx * width + dy
+        pos = torch.searchsorted(cells, nk).clamp_max(cells.numel() - 1)
+        hit = (cells[pos] == nk) & (torch.linalg.vector_norm(rep[pos] - rep, dim=1) <= tol)
+        a_list.append(torch.arange(cells.numel())[hit])
+        b_list.append(pos[hit])
+    a, b = torch.cat(a_list), torch.cat(b_list)
+    label = torch.arange(cells.numel())
+    while a.numel():
+        m = torch.minimum(label[a], label[b])
+        new = label.scatter_reduce(0, a, m, reduce="amin").scatter_reduce(0, b, m,
+                                                                            reduce="amin")
+        new = new[new]
+        if torch.equal(new, label):
+            break
+        label = new
+    _, ids = torch.unique(label[inv], return_inverse=True)
+    return ids
+
+
+class Boundary(NamedTuple):
+    """Decision-boundary segments in plane coordinates: ``segments [S, 2, 2]`` (two
+    endpoints ``(s, t)`` each), ``pairs [S, 2]`` the two tied top classes (``(0, 0)`` for a
+    single logit, whose boundary is ``logit = 0``), ``polygon [S]`` the region each lies in."""
+
+    segments: Tensor
+    pairs: Tensor
+    polygon: Tensor
+
+    @property
+    def length(self) -> float:
+        """Total length in plane coordinates."""
+        d = self.segments[:, 1] - self.segments[:, 0]
+        return float(torch.linalg.vector_norm(d, dim=1).sum())
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """The activation regions of ``net`` on the rectangle ``bounds = (smin, smax, tmin,
+    tmax)`` of the plane ``x(s, t) = origin + s u + t v``, as convex polygons.
+
+    ``P [R, Vmax, 2]``: vertices in ``(s, t)`` coordinates, counter-clockwise, padded;
+    ``n [R]``: vertex counts. Polygon ``r`` lies in one activation region; polygons partition
+    the rectangle. ``codes`` and ``affine`` are computed on first use, at the centroids.
+    """
+
+    net: nn.Module
+    origin: Tensor
+    u: Tensor
+    v: Tensor
+    bounds: tuple[float, float, float, float]
+    P: Tensor
+    n: Tensor
+
+    @property
+    def n_regions(self) -> int:
+        return self.P.shape[0]
+
+    @property
+    def polygons(self) -> list[Tensor]:
+        """Per polygon its vertices ``[V_i, 2]`` (``(s, t)``, counter-clockwise)."""
+        return [p[:k] for p, k in zip(self.P, self.n.tolist(), strict=True)]
+
+    def area(self) -> Tensor:
+        """Areas ``[R]`` in ``(s, t)`` units (they sum to the rectangle's area)."""
+        return _polygon_area(self.P, self.n)
+
+    def centroid(self) -> Tensor:
+        """Area centroids ``[R, 2]`` in ``(s, t)`` coordinates."""
+        return _polygon_centroid(self.P, self.n)
+
+    def points(self, st) -> Tensor:
+        """Inputs at plane coordinates ``st [N, 2]``: ``[N, *origin.shape]``."""
+        st = torch.as_tensor(st, dtype=F64, device=self.origin.device).reshape(-1, 2)
+        return _Frame(self.origin, self.u, self.v).points(st)
+
+    @cached_property
+    def codes(self):
+        """``cpa.codes`` at the centroids (batch of ``R``)."""
+        with torch.no_grad():
+            return cpa.codes(self.net, self.points(self.centroid()))
+
+    @cached_property
+    def affine(self) -> tuple[Tensor, Tensor]:
+        """Per polygon the *input-space* affine map ``f(x) = A x + b`` (``x`` flattened):
+        ``A [R, d_out, d_in]``, ``b [R, d_out]`` (``cpa.affine_map`` at the centroids)."""
+        return _affine_chunks(self.net, self.points(self.centroid()))
+
+    @cached_property
+    def affine_st(self) -> tuple[Tensor, Tensor]:
+        """Per polygon the map in *plane coordinates*: ``f(x(s, t)) = G [s, t] + c`` with
+        ``G [R, d_out, 2]``, ``c [R, d_out]``."""
+        A, b = self.affine
+        uv = torch.stack([self.u.reshape(-1), self.v.reshape(-1)], dim=1)
+        return A @ uv, A @ self.origin.reshape(-1) + b
+
+    def graph(self, *, tol: float = 1e-10) -> tuple[int, int, int]:
+        """``(V, E, F)`` of the subdivision: vertices and edges unique up to ``tol`` times
+        the rectangle's diameter (shared vertices computed in two polygons agree to rounding),
+        ``F`` the polygons (the outer face not counted)."""
+        smin, smax, tmin, tmax = self.bounds
+        diam = math.hypot(smax - smin, tmax - tmin)
+        P, n = self.P.cpu(), self.n.cpu()
+        R, Vm = P.shape[:2]
+        idx = torch.arange(Vm)
+        valid = idx[None] < n[:, None]
+        ids = torch.full((R, Vm), -1, dtype=torch.long)
+        ids[valid] = _cluster(P[valid], tol * diam)
+        nxt = torch.where(idx[None] + 1 < n[:, None], idx[None] + 1, 0)
+        a, b = ids[valid], ids.gather(1, nxt)[valid]
+        keep = a != b
+        lo, hi = torch.minimum(a, b)[keep], torch.maximum(a, b)[keep]
+        K = int(ids.max()) + 1
+        n_edges = torch.unique(lo * K + hi).numel()
+        n_vertices = torch.unique(torch.cat([lo, hi])).numel()
+        return n_vertices, n_edges, R
+
+    def euler_characteristic(self, *, tol: float = 1e-10) -> int:
+        """``V - E + F`` of the subdivision with bounded faces only: 1 for a partition of the
+        rectangle into polygons (2 with the outer face)."""
+        V, E, F = self.graph(tol=tol)
+        return V - E + F
+
+    def decision_boundary(self, *, chunk: int = 2048) -> Boundary:
+        """Where the predicted class changes, exactly: in each polygon the logits are affine
+        in ``(s, t)``; for each pair of classes the tie line is clipped to the polygon and to
+        where the tied pair is above every other class. A single logit's boundary is
+        ``logit = 0``. Ties on a whole polygon (identical logits) are not boundaries."""
+        G, c = self.affine_st
+        R, C = c.shape
+        dev = c.device
+        if C == 1:
+            pi = pj = torch.zeros(1, dtype=torch.long, device=dev)
+        else:
+            pi, pj = torch.triu_indices(C, C, 1, device=dev)
+        cent = self.centroid()
+        smin, smax, tmin, tmax = self.bounds
+        len_tol = 1e-12 * math.hypot(smax - smin, tmax - tmin)
+        segs, pairs, polys = [], [], []
+        for a in range(0, R, chunk):
+            sl = slice(a, a + chunk)
+            ends, r, q = _tie_segments(G[sl], c[sl], self.P[sl], self.n[sl], cent[sl],
+                                       pi, pj, len_tol)
+            segs.append(ends)
+            pairs.append(torch.stack([pi[q], pj[q]], 1))
+            polys.append(r + a)
+        return Boundary(torch.cat(segs), torch.cat(pairs), torch.cat(polys))
+
+
+class _Interval(NamedTuple):
+    """Parameter intervals ``[lo, hi]`` on lines ``p0 + lam d``, and which are empty."""
+
+    lo: Tensor
+    hi: Tensor
+    empty: Tensor
+
+
+def _restrict(iv: _Interval, p0: Tensor, d: Tensor, w: Tensor, b: Tensor,
+              tol: Tensor) -> _Interval:
+    """Intersect the intervals with the half-planes ``w . x + b >= 0`` (``w [..., 2]``,
+    ``b [...]``, broadcasting with the lines ``p0, d [..., 2]``); a line parallel to its
+    half-plane's boundary is kept whole when inside (within ``tol``), else emptied."""
+    hp = (w * p0).sum(-1) + b
+    ad = (w * d).sum(-1)
+    par = ad.abs() <= 1e-13 * torch.linalg.vector_norm(w, dim=-1)
+    r = -hp / torch.where(par, 1.0, ad)
+    lo = torch.where(~par & (ad > 0), torch.maximum(iv.lo, r), iv.lo)
+    hi = torch.where(~par & (ad < 0), torch.minimum(iv.hi, r), iv.hi)
+    return _Interval(lo, hi, iv.empty | (par & (hp < -tol)))
+
+
+def _tie_segments(G: Tensor, c: Tensor, P: Tensor, n: Tensor, cent: Tensor, pi: Tensor,
+                  pj: Tensor, len_tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Decision-boundary pieces in polygons ``P [r, V, 2]`` with logits ``G [r, C, 2] x + c
+    [r, C]``: for each class pair ``(pi[q], pj[q])`` the tie line clipped to the polygon and to
+    where the pair is on top (for ``C == 1`` the line ``logit = 0``). Returns the segments
+    ``[S, 2, 2]``, their polygons ``[S]`` and pair indices ``[S]``."""
+    C = c.shape[1]
+    if C == 1:
+        gw, gc = G[:, :1], c[:, :1]                                   # [r, 1, 2], [r, 1]
+    else:
+        gw, gc = G[:, pi] - G[:, pj], c[:, pi] - c[:, pj]             # [r, q, 2], [r, q]
+    scale = c.abs().amax(1, keepdim=True) + 1.0
+    nrm2 = (gw * gw).sum(-1)
+    line = nrm2.sqrt() > 1e-12 * scale
+    nrm2 = torch.where(line, nrm2, 1.0)
+    # the point of each tie line nearest the centroid, and its unit direction
+    p0 = cent[:, None] - ((gw * cent[:, None]).sum(-1) + gc)[..., None] / nrm2[..., None] * gw
+    d = torch.stack([-gw[..., 1], gw[..., 0]], -1) / nrm2.sqrt()[..., None]
+    iv = _Interval(torch.full(gc.shape, -math.inf, dtype=F64, device=c.device),
+                   torch.full(gc.shape, math.inf, dtype=F64, device=c.device), ~line)
+    for e in range(P.shape[1]):                       # edges: inward normals (counter-clockwise)
+        ok = e < n
+        va = P[:, e]
+        vb = P.gather(1, torch.where(e + 1 < n, e + 1, 0)[:, None, None].expand(-1, 1, 2))[:, 0]
+        ed = vb - va
+        w = torch.stack([-ed[:, 1], ed[:, 0]], -1) * ok[:, None]
+        b = -(w * va).sum(-1)
+        tol = len_tol * torch.linalg.vector_norm(w, dim=-1)
+        iv = _restrict(iv, p0, d, w[:, None], b[:, None], tol[:, None])
+    if C > 1:
+        for other in range(C):                        # the tied pair above every other class
+            mask = ((pi != other) & (pj != other)).to(F64)
+            w = (G[:, pi] - G[:, other, None]) * mask[None, :, None]
+            b = (c[:, pi] - c[:, other, None]) * mask[None]
+            iv = _restrict(iv, p0, d, w, b, 1e-12 * scale)
+    keep = ~iv.empty & (iv.hi - iv.lo > len_tol)
+    r, q = keep.nonzero(as_tuple=True)
+    ends = torch.stack([p0[r, q] + iv.lo[r, q, None] * d[r, q],
+                        p0[r, q] + iv.hi[r, q, None] * d[r, q]], 1)
+    return ends, r, q
+
+
+def on_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), *,
+             budget: int = 2**24, progress: bool = False) -> Plane:
+    """The exact activation regions of ``net`` on a rectangle of the plane through
+    ``origin`` spanned by ``u`` and ``v`` (one input each, same shape, not collinear).
+
+    ``bounds = (smin, smax, tmin, tmax)``: the rectangle in plane coordinates (the outputs'
+    polygons are in these ``(s, t)`` coordinates). ``budget``: about the most float64 values
+    of a site's pre-activations held at once: the polygons of a site are cut in spatially
+    ordered batches of ``budget // (4 * values per input)`` polygons, so memory stays
+    bounded at any number of regions (the default, 2**24, is 128 MiB). One forward pass per
+    site and batch, at the unique vertices; ``progress`` shows a bar over the sites.
+
+    Exactness: every pre-activation of a site is affine on each polygon cut by the earlier
+    sites, so it is fitted there from its vertex values (least squares, exact up to
+    rounding) and the polygon is clipped along its zero line (ReLU, leaky ReLU, abs) or into
+    the cells of each max group's upper envelope (each cell: the polygon clipped to
+    ``c_i >= c_j`` for all ``j``), never over-cut, so no merging is needed.
+
+    Raises :class:`dltheory.cpa.NotCPAError` for a network that is not CPA, and
+    :class:`RegionError` for inputs of the wrong shape, non-finite inputs, collinear (or
+    zero) ``u``, ``v``, or empty, inverted or non-finite bounds.
+    """
+    cpa.validate(net)
+    origin = _as_input(net, origin, "origin")
+    u = _like(net, origin, u, "u")
+    v = _like(net, origin, v, "v")
+    uu, vv = float((u * u).sum()), float((v * v).sum())
+    if uu == 0.0 or vv == 0.0:
+        raise RegionError(f"{'u' if uu == 0.0 else 'v'} is zero: the plane is degenerate")
+    uv = float((u * v).sum())
+    if uu * vv - uv * uv <= 1e-12 * uu * vv:
+        raise RegionError("u and v are collinear (|u x v| <= 1e-6 |u| |v|): the plane is "
+                          "degenerate")
+    smin, smax, tmin, tmax = _check_bounds(bounds)
+    if not (isinstance(budget, int) and budget >= 1):
+        raise RegionError(f"budget must be a positive integer, got {budget!r}")
+    rect = torch.tensor([[smin, tmin], [smax, tmin], [smax, tmax], [smin, tmax]], dtype=F64,
+                        device=origin.device)
+    P, n = _plane_polygons(net, _Frame(origin, u, v), rect, budget=budget, progress=progress)
+    return Plane(net, origin, u, v, (smin, smax, tmin, tmax), P, n)
+
+
+def sample_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), n: int = 256, *,
+                 chunk: int = _CHUNK) -> int:
+    """Regions found by dense sampling: the number of distinct codes at the centres of an
+    ``n x n`` grid of the rectangle. Never more than the exact count (each activation
+    region meets the plane in one convex polygon)."""
+    cpa.validate(net)
+    origin = _as_input(net, origin, "origin")
+    frame = _Frame(origin, _like(net, origin, u, "u"), _like(net, origin, v, "v"))
+    smin, smax, tmin, tmax = _check_bounds(bounds)
+    if not (isinstance(n, int) and n >= 1):
+        raise RegionError(f"n must be a positive integer, got {n!r}")
+    g = (torch.arange(n, dtype=F64, device=origin.device) + 0.5) / n
+    s, t = smin + g * (smax - smin), tmin + g * (tmax - tmin)
+    st = torch.stack(torch.meshgrid(s, t, indexing="ij"), -1).reshape(-1, 2)
+    seen = None
+    for a in range(0, st.shape[0], chunk):
+        pat = torch.unique(_pattern(_trace(net, frame.points(st[a:a + chunk]))), dim=0)
+        seen = pat if seen is None else torch.unique(torch.cat([seen, pat]), dim=0)
+    return int(seen.shape[0])

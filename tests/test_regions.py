@@ -1,0 +1,398 @@
+"""Tests for dltheory.regions: exact activation regions on segments and on 2-D slices.
+
+Closed forms first (a one-hidden-layer ReLU net is a line arrangement: kinks at ``-b_i/w_i``
+in 1-D, faces ``1 + lines + crossings`` in a rectangle), then the invariants that every
+exact partition must satisfy on every architecture: each piece has one code and one affine
+map, the polygons tile the rectangle (areas, Euler's formula), sampling never finds more
+regions than the exact count and finds them all when fine enough, decision-boundary points
+are ties of the top two logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dltheory import cpa, data, nets, regions
+
+F64 = torch.float64
+FAST = settings(max_examples=20, deadline=None)
+
+
+def _t(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=F64)
+
+
+def _randn(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def one_layer(W: torch.Tensor, b: torch.Tensor, a: torch.Tensor | None = None) -> nn.Sequential:
+    """``x -> a . relu(W x + b)`` with hand-set float64 parameters (``W [H, d]``)."""
+    H, d = W.shape
+    net = nn.Sequential(nn.Linear(d, H), nn.ReLU(), nn.Linear(H, 1)).to(F64)
+    with torch.no_grad():
+        net[0].weight.copy_(W)
+        net[0].bias.copy_(b)
+        net[2].weight.copy_(torch.ones(1, H, dtype=F64) if a is None else a.reshape(1, H))
+        net[2].bias.zero_()
+    return net
+
+
+def digit_frame():
+    """Three digits of scikit-learn's set, ``[1, 8, 8]`` each, as a plane: origin x0 and
+    directions x1 - x0, x2 - x0 (so that (0, 0), (1, 0), (0, 1) are the three digits)."""
+    X, _ = data.digits(flatten=False)
+    return X[0], X[1] - X[0], X[2] - X[0]
+
+
+# ============================================================== closed forms (hand-built)
+
+
+def test_segment_breakpoints_of_a_one_layer_net_are_minus_b_over_w():
+    W = _t(1.0, -2.0, 0.5, 3.0).reshape(4, 1)
+    b = _t(0.3, 0.4, -0.6, 2.5)
+    net = one_layer(W, b)
+    x0, x1 = _t(-1.0), _t(2.0)
+    seg = regions.on_segment(net, x0, x1)
+    kinks = (-b / W[:, 0]).sort().values                 # -0.8333, -0.3, 0.2, 1.2
+    expected = torch.cat([_t(0.0), (kinks + 1.0) / 3.0, _t(1.0)])
+    assert seg.n_regions == 5
+    torch.testing.assert_close(seg.t, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(seg.dt.sum(), _t(1.0)[0], rtol=0, atol=1e-15)
+    torch.testing.assert_close(seg.lengths, seg.dt * 3.0, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_segment_finds_every_kink_of_a_random_one_layer_net(seed):
+    H = 40
+    W, b = _randn(H, 1, seed=seed), _randn(H, seed=seed + 100)
+    net = one_layer(W, b, a=_randn(H, seed=seed + 200))
+    kinks = -b / W[:, 0]
+    inside = kinks[(kinks > -2) & (kinks < 2)].sort().values
+    seg = regions.on_segment(net, _t(-2.0), _t(2.0))
+    expected = torch.cat([_t(0.0), (inside + 2.0) / 4.0, _t(1.0)])
+    assert seg.n_regions == inside.numel() + 1
+    torch.testing.assert_close(seg.t, expected, rtol=0, atol=1e-13)
+
+
+def _arrangement_faces(W: torch.Tensor, b: torch.Tensor, lim: float) -> int:
+    """Faces of the arrangement of lines ``W x + b = 0`` inside ``[-lim, lim]^2`` (lines in
+    general position): 1 + number of lines crossing the square + number of crossings in it."""
+    corners = _t(-lim, -lim, lim, -lim, lim, lim, -lim, lim).reshape(4, 2)
+    vals = corners @ W.T + b                                           # [4, H]
+    crossing = ((vals > 0).any(0) & (vals < 0).any(0)).sum().item()
+    inside = 0
+    H = W.shape[0]
+    for i in range(H):
+        for j in range(i + 1, H):
+            M = torch.stack([W[i], W[j]])
+            p = torch.linalg.solve(M, -torch.stack([b[i], b[j]]))
+            inside += bool((p.abs() < lim).all())
+    return 1 + crossing + inside
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plane_of_a_one_layer_net_is_the_line_arrangement(seed):
+    H = 12
+    W, b = _randn(H, 2, seed=seed), 0.5 * _randn(H, seed=seed + 10)
+    net = one_layer(W, b)
+    o, u, v = _t(0.0, 0.0), _t(1.0, 0.0), _t(0.0, 1.0)
+    pl = regions.on_plane(net, o, u, v, bounds=(-1.0, 1.0, -1.0, 1.0))
+    assert pl.n_regions == _arrangement_faces(W, b, 1.0)
+    # every vertex lies on the square's boundary or on one of the lines
+    V = torch.cat(pl.polygons)
+    on_line = ((V @ W.T + b).abs() <= 1e-12).any(1)
+    on_edge = ((V.abs() - 1.0).abs() <= 1e-15).any(1)
+    assert bool((on_line | on_edge).all())
+    assert pl.euler_characteristic() == 1
+
+
+def test_identical_max_candidates_make_one_cell():
+    """maxout(x1, x1, -x1 + 0.2 x2, x2): candidates 0 and 1 tie everywhere; the cells are
+    those of the three distinct lines (the tie goes to the first, as in argmax)."""
+    lin = nn.Linear(2, 4).to(F64)
+    with torch.no_grad():
+        lin.weight.copy_(_t(1.0, 0.0, 1.0, 0.0, -1.0, 0.2, 0.0, 1.0).reshape(4, 2))
+        lin.bias.copy_(_t(0.0, 0.0, 0.1, -0.2))
+    net = nn.Sequential(lin, nets.Maxout(4), nn.Linear(1, 1).to(F64))
+    pl = regions.on_plane(net, _t(0.0, 0.0), _t(1.0, 0.0), _t(0.0, 1.0), (-1, 1, -1, 1))
+    assert pl.n_regions == 3                             # winners x1, -x1 + .2 x2 + .1, x2 - .2
+    assert abs(float(pl.area().sum()) - 4.0) <= 4e-12
+    assert pl.euler_characteristic() == 1
+    assert sorted(pl.codes[0][:, 0].tolist()) == [0, 2, 3]
+    seg = regions.on_segment(net, _t(-1.0, -1.0), _t(1.0, 1.0))
+    assert seg.n_regions == regions.sample_segment(net, _t(-1.0, -1.0), _t(1.0, 1.0), 10_000)
+
+
+def test_a_linear_network_is_one_region():
+    net = nn.Sequential(nn.Linear(2, 3)).to(F64)
+    seg = regions.on_segment(net, _t(0.0, 0.0), _t(1.0, 2.0))
+    assert seg.n_regions == 1 and seg.t.tolist() == [0.0, 1.0]
+    pl = regions.on_plane(net, _t(0.0, 0.0), _t(1.0, 0.0), _t(0.0, 1.0))
+    assert pl.n_regions == 1 and pl.euler_characteristic() == 1
+    assert float(pl.area().sum()) == 1.0
+
+
+# ======================================================= invariants on every architecture
+
+
+def _mlp(act: str, seed: int = 0, widths=(2, 12, 12, 3)) -> nn.Module:
+    return nets.mlp(list(widths), act=act, seed=seed, bias_std=0.5)
+
+
+NETS_2D = {
+    "relu": lambda: _mlp("relu"),
+    "leaky_relu": lambda: _mlp("leaky_relu"),
+    "abs": lambda: _mlp("abs"),
+    "maxout": lambda: _mlp("maxout"),
+}
+NETS_IMG = {
+    "convnet": lambda: nets.convnet(channels=(2, 4), seed=0, bias_std=0.1),
+    "resnet": lambda: nets.resnet(width=2, blocks=1, seed=0, bias_std=0.1),
+}
+
+
+def _frame(name: str):
+    if name in NETS_2D:
+        return NETS_2D[name](), (_t(-0.2, 0.1), _t(1.0, 0.2), _t(-0.1, 1.0)), (-2, 2, -2, 2)
+    return NETS_IMG[name](), digit_frame(), (0.0, 1.0, 0.0, 1.0)
+
+
+ALL = [*NETS_2D, *NETS_IMG]
+
+
+def _interior(P: torch.Tensor, n: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """``k`` random interior points of each polygon (Dirichlet weights of its vertices):
+    ``[R, k, 2]``."""
+    g = torch.Generator().manual_seed(seed)
+    V = P.shape[1]
+    w = -torch.log(torch.rand(P.shape[0], k, V, generator=g, dtype=F64))
+    w = w * (torch.arange(V)[None, None] < n[:, None, None])
+    w = w / w.sum(-1, keepdim=True)
+    return w @ P
+
+
+@pytest.fixture(scope="module", params=ALL)
+def plane(request):
+    net, (o, u, v), bounds = _frame(request.param)
+    return regions.on_plane(net, o, u, v, bounds=bounds)
+
+
+def test_polygons_tile_the_rectangle(plane):
+    smin, smax, tmin, tmax = plane.bounds
+    rect = (smax - smin) * (tmax - tmin)
+    area = plane.area()
+    assert bool((area > 0).all()), "every polygon is counter-clockwise with positive area"
+    assert abs(float(area.sum()) - rect) <= 1e-12 * rect
+    assert plane.n_regions > 20
+    # all vertices inside the rectangle
+    V = torch.cat(plane.polygons)
+    assert float(V[:, 0].min()) >= smin and float(V[:, 0].max()) <= smax
+    assert float(V[:, 1].min()) >= tmin and float(V[:, 1].max()) <= tmax
+
+
+def test_euler_formula(plane):
+    V, E, F = plane.graph()
+    assert F == plane.n_regions
+    assert V - E + F == 1 == plane.euler_characteristic()
+
+
+def test_each_polygon_has_one_code(plane):
+    pts = _interior(plane.P, plane.n, 3, seed=1)                   # [R, 3, 2]
+    ref = plane.codes
+    for j in range(pts.shape[1]):
+        codes = cpa.codes(plane.net, plane.points(pts[:, j]))
+        assert bool(cpa.same_code(codes, ref).all())
+
+
+def test_each_polygon_has_one_affine_map(plane):
+    A, b = plane.affine
+    pts = torch.cat([plane.centroid()[:, None], _interior(plane.P, plane.n, 3, seed=2)], 1)
+    for j in range(pts.shape[1]):
+        x = plane.points(pts[:, j])
+        with torch.no_grad():
+            y = plane.net(x)
+        pred = (A @ x.reshape(x.shape[0], -1, 1)).squeeze(-1) + b
+        assert float((pred - y).abs().max()) <= 1e-10 * (1 + float(y.abs().max()))
+    # the map in plane coordinates agrees with the input-space one
+    G, c = plane.affine_st
+    st_ = pts[:, 1]
+    with torch.no_grad():
+        y = plane.net(plane.points(st_))
+    pred = (G @ st_[..., None]).squeeze(-1) + c
+    assert float((pred - y).abs().max()) <= 1e-10 * (1 + float(y.abs().max()))
+
+
+def test_sampling_never_finds_more_regions_than_exact(plane):
+    found = regions.sample_plane(plane.net, plane.origin, plane.u, plane.v, plane.bounds,
+                                 n=120)
+    assert 0 < found <= plane.n_regions
+
+
+def test_decision_boundary_points_are_ties_of_the_top_two(plane):
+    bd = plane.decision_boundary()
+    assert bd.segments.shape[0] > 0 and bd.length > 0
+    lam = _t(0.0, 0.25, 0.5, 1.0)
+    for t in lam:
+        pts = bd.segments[:, 0] + t * (bd.segments[:, 1] - bd.segments[:, 0])
+        with torch.no_grad():
+            y = plane.net(plane.points(pts))
+        top = y.topk(2, dim=1)
+        scale = 1 + float(y.abs().max())
+        assert float((top.values[:, 0] - top.values[:, 1]).abs().max()) <= 1e-9 * scale
+        yi = y.gather(1, bd.pairs[:, :1])[:, 0]
+        yj = y.gather(1, bd.pairs[:, 1:])[:, 0]
+        assert float((yi - top.values[:, 0]).abs().max()) <= 1e-9 * scale
+        assert float((yj - top.values[:, 0]).abs().max()) <= 1e-9 * scale
+
+
+def test_decision_boundary_meets_exactly_the_polygons_whose_class_changes(plane):
+    """A polygon contains boundary iff the (affine) argmax differs between its vertices."""
+    G, c = plane.affine_st
+    logits = (plane.P @ G.transpose(1, 2)) + c[:, None]                   # [R, V, C]
+    valid = torch.arange(plane.P.shape[1])[None] < plane.n[:, None]
+    top = logits.max(-1)
+    # a vertex is "for class k" if k is within rounding of the max there
+    near = logits >= top.values[..., None] - 1e-9 * (1 + logits.abs().amax((1, 2)))[:, None,
+                                                                                  None]
+    always = (near | ~valid[..., None]).all(1).any(-1)                    # one class wins all
+    has = torch.zeros(plane.n_regions, dtype=torch.bool)
+    has[plane.decision_boundary().polygon] = True
+    assert torch.equal(has, ~always)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_segment_pieces_have_one_code_and_sampling_agrees(name):
+    net, (o, u, v), _ = _frame(name)
+    x0, x1 = o, o + u + v
+    seg = regions.on_segment(net, x0, x1)
+    assert seg.n_regions > 3
+    assert seg.t[0] == 0 and seg.t[-1] == 1 and bool((seg.dt > 0).all())
+    ta, tb = seg.t[:-1], seg.t[1:]
+    for f in (0.05, 0.5, 0.95):
+        codes = cpa.codes(net, seg.points(ta + f * (tb - ta)))
+        assert bool(cpa.same_code(codes, seg.codes).all())
+    # adjacent pieces differ (no over-splitting)
+    assert not bool(cpa.same_code([c[:-1] for c in seg.codes], [c[1:] for c in seg.codes])
+                    .any())
+    # dense sampling: never more, and all of them at a resolution finer than the shortest piece
+    assert regions.sample_segment(net, x0, x1, 16) <= seg.n_regions
+    fine = math.ceil(1.0 / float(seg.dt.min())) + 1
+    assert regions.sample_segment(net, x0, x1, fine) == seg.n_regions
+    # the piecewise affine maps reproduce the network
+    A, b = seg.affine
+    x = seg.points(ta + 0.3 * (tb - ta))
+    with torch.no_grad():
+        y = net(x)
+    pred = (A @ x.reshape(x.shape[0], -1, 1)).squeeze(-1) + b
+    assert float((pred - y).abs().max()) <= 1e-10 * (1 + float(y.abs().max()))
+    slope, icpt = seg.affine_t()
+    tm = seg.midpoints
+    torch.testing.assert_close(slope * tm[:, None] + icpt, net(seg.points(tm)).detach(),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_small_budget_batches_give_the_same_partition():
+    net, (o, u, v), bounds = _frame("relu")
+    whole = regions.on_plane(net, o, u, v, bounds=bounds)
+    parts = regions.on_plane(net, o, u, v, bounds=bounds, budget=2000)
+    assert parts.n_regions == whole.n_regions
+    torch.testing.assert_close(parts.area().sort().values, whole.area().sort().values,
+                               rtol=1e-9, atol=1e-13)
+    assert parts.euler_characteristic() == 1
+
+
+def test_single_logit_boundary_is_logit_zero():
+    net = nets.mlp([2, 10, 10, 1], seed=3, bias_std=0.5)
+    pl = regions.on_plane(net, _t(0.0, 0.0), _t(1.0, 0.0), _t(0.0, 1.0), (-2, 2, -2, 2))
+    bd = pl.decision_boundary()
+    assert bd.segments.shape[0] > 0 and bool((bd.pairs == 0).all())
+    mid = bd.segments.mean(1)
+    with torch.no_grad():
+        y = net(pl.points(mid))
+    assert float(y.abs().max()) <= 1e-9 * (1 + float(pl.affine_st[1].abs().max()))
+
+
+def test_nearest_boundary_along_is_the_nearest_kink():
+    W = _t(1.0, -2.0, 0.5, 3.0).reshape(4, 1)
+    b = _t(0.3, 0.4, -0.6, 2.5)
+    net = one_layer(W, b)
+    kinks = -b / W[:, 0]                                 # -0.8333, 0.2, 1.2, -0.3 (per unit)
+    x = _t(0.05)
+    d = regions.nearest_boundary_along(net, x, _t(1.0, -3.0).reshape(2, 1), radius=5.0)
+    torch.testing.assert_close(d, torch.stack([(kinks[kinks > 0.05] - 0.05).min(),
+                                               (0.05 - kinks[kinks < 0.05]).min()]),
+                               rtol=0, atol=1e-13)
+    far = regions.nearest_boundary_along(net, x, _t(1.0).reshape(1, 1), radius=0.1)
+    assert far.tolist() == [math.inf]
+
+
+# ============================================================================ property
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), act=st.sampled_from(nets.ACTIVATIONS),
+       width=st.integers(2, 10), depth=st.integers(1, 3), d_in=st.integers(1, 4))
+def test_random_nets_sampling_never_exceeds_exact_count(seed, act, width, depth, d_in):
+    net = nets.mlp([d_in, *[width] * depth, 2], act=act, seed=seed, bias_std=0.5)
+    x0, x1 = _randn(d_in, seed=seed), _randn(d_in, seed=seed + 1)
+    seg = regions.on_segment(net, x0, x1)
+    assert 1 <= regions.sample_segment(net, x0, x1, 300) <= seg.n_regions
+    assert torch.equal(seg.t, seg.t.sort().values) and bool((seg.dt > 0).all())
+    if d_in >= 2:
+        u, v = _randn(d_in, seed=seed + 2), _randn(d_in, seed=seed + 3)
+        pl = regions.on_plane(net, x0, u, v, bounds=(-1, 1, -1, 1))
+        assert regions.sample_plane(net, x0, u, v, (-1, 1, -1, 1), n=40) <= pl.n_regions
+        assert abs(float(pl.area().sum()) - 4.0) <= 4e-12
+
+
+# ============================================================================== errors
+
+
+def test_errors_name_the_problem():
+    net = nets.mlp([2, 4, 1], seed=0, bias_std=0.5)
+    o, u, v = _t(0.0, 0.0), _t(1.0, 0.0), _t(0.0, 1.0)
+    with pytest.raises(regions.RegionError, match="does not fit the network's input"):
+        regions.on_segment(net, _t(0.0, 0.0, 0.0), _t(1.0, 1.0, 1.0))
+    with pytest.raises(regions.RegionError, match="without the batch dimension"):
+        regions.on_segment(net, o[None], u[None])
+    with pytest.raises(regions.RegionError, match="x1 has shape"):
+        regions.on_segment(net, o, _t(1.0, 1.0, 1.0))
+    with pytest.raises(regions.RegionError, match="zero length"):
+        regions.on_segment(net, u, u.clone())
+    with pytest.raises(regions.RegionError, match="non-finite"):
+        regions.on_segment(net, o, _t(math.nan, 1.0))
+    with pytest.raises(regions.RegionError, match="non-finite"):
+        regions.on_plane(net, _t(math.inf, 0.0), u, v)
+    with pytest.raises(regions.RegionError, match="collinear"):
+        regions.on_plane(net, o, u, 2.5 * u)
+    with pytest.raises(regions.RegionError, match="v is zero"):
+        regions.on_plane(net, o, u, 0 * v)
+    for bad in [(1, 0, 0, 1), (0, 1, 1, 1), (0, 1, 0), (0, math.inf, 0, 1), "abcd"]:
+        with pytest.raises(regions.RegionError, match="bounds"):
+            regions.on_plane(net, o, u, v, bounds=bad)
+    with pytest.raises(regions.RegionError, match="float64"):
+        regions.on_segment(nets.mlp([2, 4, 1], dtype=torch.float32), o, u)
+    with pytest.raises(regions.RegionError, match="directions must have shape"):
+        regions.nearest_boundary_along(net, o, u)
+    with pytest.raises(regions.RegionError, match="direction 1 is zero"):
+        regions.nearest_boundary_along(net, o, torch.stack([u, 0 * u]))
+
+
+def test_non_cpa_networks_are_refused():
+    o, u, v = _t(0.0, 0.0), _t(1.0, 0.0), _t(0.0, 1.0)
+    smooth = nets.mlp([2, 4, 1], act=nn.Tanh, seed=0)
+    with pytest.raises(cpa.NotCPAError, match="Tanh"):
+        regions.on_segment(smooth, o, u)
+    with pytest.raises(cpa.NotCPAError, match="Tanh"):
+        regions.on_plane(smooth, o, u, v)
+    bn = nets.mlp([2, 4, 1], batchnorm=True, seed=0)           # train mode, as built
+    with pytest.raises(cpa.NotCPAError, match="training mode"):
+        regions.on_segment(bn, o, u)
+    assert regions.on_segment(nets.spline_eval(bn), o, u).n_regions >= 1
