@@ -396,3 +396,27 @@ def test_non_cpa_networks_are_refused():
     with pytest.raises(cpa.NotCPAError, match="training mode"):
         regions.on_segment(bn, o, u)
     assert regions.on_segment(nets.spline_eval(bn), o, u).n_regions >= 1
+
+
+def test_partitions_keep_the_network_they_cut():
+    """Codes and affine maps are computed lazily; training the network afterwards must not
+    change them (they describe the network that was cut)."""
+    net = nets.spline_eval(nets.mlp([2, 8, 2], "relu", bias_std=0.1, seed=5))
+    o = torch.zeros(2, dtype=torch.float64)
+    u, v = torch.eye(2, dtype=torch.float64)
+    pl = regions.on_plane(net, o, u, v, bounds=(-1, 1, -1, 1))
+    seg = regions.on_segment(net, o - 1, o + 1)
+    with torch.no_grad():
+        before = net(pl.points(pl.centroid())).clone()
+        for p in net.parameters():
+            p.add_(1.0)
+    A, b = pl.affine
+    x = pl.points(pl.centroid())
+    after = (A @ x[:, :, None]).squeeze(-1) + b
+    assert torch.allclose(after, before, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(net(x), before)
+    A_seg, b_seg = seg.affine
+    xs = seg.points(seg.midpoints)
+    frozen = (A_seg @ xs[:, :, None]).squeeze(-1) + b_seg
+    assert torch.allclose(frozen, seg.net(xs), rtol=1e-12, atol=1e-12)
+    assert seg.net is not net and pl.net is not net

@@ -3,7 +3,8 @@
 ``plot.style()`` applies one style to every figure of a chapter (call it once, in the
 chapter's setup cell). ``plot.figure(ncols)`` makes a row of axes in that style.
 ``plot.rate(ax, k, err, slope=..., intercept=...)`` draws a semilog convergence curve with
-its fitted or predicted exponential rate.
+its fitted or predicted exponential rate. ``plot.partition(ax, plane, ...)`` draws the exact
+linear regions of a network on a 2-D slice (a :class:`dltheory.regions.Plane`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.collections import LineCollection, PolyCollection
 
 PALETTE = ("#1b5e9e", "#d1495b", "#2e7d32", "#edae49", "#66468c", "#00798c", "#555555")
 
@@ -78,4 +80,23 @@ def rate(ax, k, err, *, slope=None, intercept=None, label="measured", fit_label=
                     label=fit_label or f"slope {float(slope):.4f} per step")
     ax.set_xlabel("step $k$")
     ax.legend()
+    return ax
+
+
+def partition(ax, plane, title: str = "", *, marks=None, boundary: bool = False,
+              seed: int = 0):
+    """Draw the polygons of a :class:`dltheory.regions.Plane` in random (seeded) colours,
+    the points ``marks`` ``[M, 2]`` (in the plane's ``(s, t)`` coordinates) as white dots,
+    and, with ``boundary=True``, the exact decision boundary in black."""
+    rng = np.random.default_rng(seed)
+    polys = [p.detach().cpu().numpy() for p in plane.polygons]
+    ax.add_collection(PolyCollection(polys, facecolors=rng.uniform(0.2, 0.95, (len(polys), 3)),
+                                     edgecolors="white", linewidths=0.1))
+    if boundary:
+        segs = plane.decision_boundary().segments.detach().cpu().numpy()
+        ax.add_collection(LineCollection(segs, colors="k", linewidths=1.2))
+    if marks is not None:
+        ax.plot(*_np(marks).T, "o", ms=5, mfc="white", mec="k")
+    ax.set(xlim=plane.bounds[:2], ylim=plane.bounds[2:], aspect="equal", title=title)
+    ax.grid(False)
     return ax

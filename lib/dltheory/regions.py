@@ -41,6 +41,7 @@ Example (``net`` from :mod:`dltheory.nets`, ``x0, x1, x2`` three inputs)::
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -72,6 +73,11 @@ F64 = torch.float64
 _UNIT_KINDS = ("relu", "leaky", "abs")
 _KINDS = (*_UNIT_KINDS, "max")
 _CHUNK = 4096  # points per forward pass
+
+
+def _frozen(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` whose later training cannot change a computed partition's maps."""
+    return copy.deepcopy(net).requires_grad_(False)
 
 
 class RegionError(ValueError):
@@ -399,7 +405,9 @@ def on_segment(net: nn.Module, x0, x1, *, tol: float = BREAK_TOL) -> Segment:
     x1 = _like(net, x0, x1, "x1")
     if torch.equal(x0, x1):
         raise RegionError("x0 == x1: the segment has zero length")
-    return Segment(net, x0, x1, _segment_breaks(net, x0, x1, tol=tol))
+    # The Segment keeps a frozen copy: its codes and affine maps are computed on first use,
+    # and must be those of the network that was cut, even if the caller trains it later.
+    return Segment(_frozen(net), x0, x1, _segment_breaks(net, x0, x1, tol=tol))
 
 
 def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0) -> Tensor:
@@ -1102,7 +1110,7 @@ def on_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), *,
     rect = torch.tensor([[smin, tmin], [smax, tmin], [smax, tmax], [smin, tmax]], dtype=F64,
                         device=origin.device)
     P, n = _plane_polygons(net, _Frame(origin, u, v), rect, budget=budget, progress=progress)
-    return Plane(net, origin, u, v, (smin, smax, tmin, tmax), P, n)
+    return Plane(_frozen(net), origin, u, v, (smin, smax, tmin, tmax), P, n)
 
 
 def sample_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), n: int = 256, *,
