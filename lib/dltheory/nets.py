@@ -205,6 +205,14 @@ def _batchnorm(cls, n: int, dtype) -> nn.Module:
     return layer
 
 
+def _setup(act, maxout_k: int, seed, dtype, bias_std):
+    """The checked arguments every factory shares: the activation factory and its rank ``k``,
+    a local generator seeded with ``seed``, the dtype and the bias standard deviation."""
+    make_act, k = _act_factory(act, maxout_k)
+    gen = torch.Generator().manual_seed(_check_seed(seed))
+    return make_act, k, gen, _check_dtype(dtype), _validate_bias_std(bias_std)
+
+
 def _check_in_shape(in_shape) -> tuple[int, int, int]:
     shape = tuple(in_shape)
     if len(shape) != 3 or not all(isinstance(s, int) and s >= 1 for s in shape):
@@ -243,9 +251,7 @@ def mlp(
     widths = [_check_width(f"widths[{i}]", w) for i, w in enumerate(widths)]
     if len(widths) < 2:
         raise ValueError(f"widths needs at least [d_in, d_out], got {widths!r}")
-    make_act, k = _act_factory(act, maxout_k)
-    gen = torch.Generator().manual_seed(_check_seed(seed))
-    dtype, bias_std = _check_dtype(dtype), _validate_bias_std(bias_std)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         last = i == len(widths) - 2
@@ -283,9 +289,7 @@ def convnet(
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     channels = [_check_width(f"channels[{i}]", c) for i, c in enumerate(channels)]
     _check_width("n_out", n_out)
-    make_act, k = _act_factory(act, maxout_k)
-    gen = torch.Generator().manual_seed(_check_seed(seed))
-    dtype, bias_std = _check_dtype(dtype), _validate_bias_std(bias_std)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
     layers: list[nn.Module] = []
     c_in = C
     for stage, c in enumerate(channels):
@@ -340,9 +344,7 @@ def resnet(
     _check_width("n_out", n_out)
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
         raise ValueError(f"blocks must be an int >= 0, got {blocks!r}")
-    make_act, k = _act_factory(act, maxout_k)
-    gen = torch.Generator().manual_seed(_check_seed(seed))
-    dtype, bias_std = _check_dtype(dtype), _validate_bias_std(bias_std)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
     layers = _stem(C, width, k, make_act, batchnorm, gen, dtype, bias_std)
     for _ in range(blocks):
         body = [_conv(width, width * k, gen=gen, dtype=dtype, bias_std=bias_std)]
@@ -383,9 +385,7 @@ def densenet(
     _check_width("n_out", n_out)
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
         raise ValueError(f"layers must be an int >= 0, got {layers!r}")
-    make_act, k = _act_factory(act, maxout_k)
-    gen = torch.Generator().manual_seed(_check_seed(seed))
-    dtype, bias_std = _check_dtype(dtype), _validate_bias_std(bias_std)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
     stem = _stem(C, width, k, make_act, batchnorm, gen, dtype, bias_std)
     dense = []
     for i in range(layers):
