@@ -475,3 +475,16 @@ def test_input_errors():
     conv = nets.convnet().eval()
     with pytest.raises(ValueError, match=r"input of shape \(2, 2, 8, 8\)"):
         cpa.affine_map(conv, _x((2, 2, 8, 8)))
+
+
+def test_preactivations_concatenate_the_relu_sites_and_refuse_max_sites():
+    net = nets.spline_eval(nets.mlp([5, 7, 3, 2], "relu", bias_std=0.1, seed=4))
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = cpa.preactivations(net, x)
+    assert z.shape == (4, 10)
+    torch.testing.assert_close(z, torch.cat([s.pre for s in cpa.trace(net, x)], 1))
+    # exact gradients: the first layer's pre-activations are W1 x + b1
+    J = torch.func.jacrev(lambda xi: cpa.preactivations(net, xi[None])[0])(x[0])
+    torch.testing.assert_close(J[:7], net[0].weight, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="max sites"):
+        cpa.preactivations(nets.spline_eval(nets.mlp([5, 4, 2], "maxout")), x)

@@ -347,6 +347,21 @@ def trace(net: nn.Module, x: torch.Tensor) -> list[Site]:
     return sites
 
 
+def preactivations(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Every ReLU / leaky-ReLU / abs pre-activation of ``net`` at ``x``, concatenated in
+    execution order: ``[B, U]``. Differentiable (``torch.func`` transforms apply), so the
+    gradients of the units' zero sets follow from ``jacrev``. Networks with max sites
+    (max pooling, maxout) have no single pre-activation per unit and are refused."""
+    sites = trace(net, x)
+    maxes = [s.path for s in sites if s.kind == "max"]
+    if maxes:
+        raise ValueError(f"preactivations: the max sites {maxes} have no single "
+                         "pre-activation per unit; use trace() for them")
+    if not sites:
+        return x.new_zeros((x.shape[0], 0))
+    return torch.cat([s.pre for s in sites], 1)
+
+
 def codes(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The activation code of each input: one tensor per site of :func:`trace`.
 

@@ -87,17 +87,11 @@ class RegionError(ValueError):
 # ============================================================================ input checks
 
 
-def _net_dtype_device(net: nn.Module) -> tuple[torch.dtype | None, torch.device]:
-    for p in (*net.parameters(), *net.buffers()):
-        if p.is_floating_point():
-            return p.dtype, p.device
-    return None, torch.device("cpu")
-
-
 def _as_tensor(net: nn.Module, x, name: str) -> Tensor:
     """``x`` as a float64 tensor on the net's device; raises for non-finite values or a net
     whose parameters are not float64 (exactness needs float64)."""
-    dtype, device = _net_dtype_device(net)
+    dtype, device = cpa._param_dtype_device(net)
+    device = torch.device("cpu") if device is None else device
     if dtype is not None and dtype != F64:
         raise RegionError(f"regions need a float64 network, but {type(net).__name__} has "
                           f"{dtype} parameters; call net.double()")
