@@ -203,6 +203,50 @@ def test_euler_formula(plane):
     assert V - E + F == 1 == plane.euler_characteristic()
 
 
+def _strips(xs, *, jitter: float = 0.0, seed: int = 0) -> regions.Plane:
+    """The unit square cut by vertical lines at ``xs`` into strips, as a Plane; each strip's
+    copy of a shared vertex moved by up to ``jitter`` (as polygons computed separately are)."""
+    edges = [0.0, *xs, 1.0]
+    P = torch.tensor([[[a, 0.0], [b, 0.0], [b, 1.0], [a, 1.0]]
+                      for a, b in zip(edges[:-1], edges[1:], strict=True)], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    P = P + jitter * (2 * torch.rand(P.shape, generator=gen, dtype=torch.float64) - 1)
+    n = torch.full((P.shape[0],), 4)
+    z = torch.zeros(2, dtype=torch.float64)
+    return regions.Plane(nn.Identity(), z, torch.tensor([1.0, 0.0], dtype=torch.float64),
+                         torch.tensor([0.0, 1.0], dtype=torch.float64), (0.0, 1.0, 0.0, 1.0),
+                         P, n)
+
+
+def test_vertex_merge_reads_its_tolerance_off_the_gap():
+    # A sliver 1e-11 wide (below any fixed 1e-10 tolerance) next to copies that disagree by
+    # up to 1e-14: V - E + F is 1 only if the copies merge and the sliver's corners do not.
+    pl = _strips([0.5, 0.5 + 1e-11], jitter=1e-14)
+    V, E, F = pl.graph()
+    assert (V, E, F) == (8, 10, 3) and pl.euler_characteristic() == 1
+    m = pl.vertices
+    diam = math.sqrt(2)
+    assert 0 < m.spread <= 2 * math.sqrt(2) * 1e-14 / diam          # the copies' jitter
+    assert m.spread < m.tol < m.separation
+    assert m.separation == pytest.approx(1e-11 / diam, rel=1e-2)    # the sliver's width
+    # exact copies: nothing to read, everything above the rounding floor is distinct
+    assert _strips([0.25, 0.5]).euler_characteristic() == 1
+    # a fixed tolerance above the sliver's width would have merged its corners
+    fixed = _strips([0.5, 0.5 + 1e-11])
+    assert fixed.vertices.separation * math.sqrt(2) == pytest.approx(1e-11, rel=1e-3)
+
+
+def test_vertex_merge_refuses_a_partition_without_a_gap():
+    # strips whose widths fill every decade from 1e-14 to 1e-9: no scale separates copies
+    # from distinct vertices, so no Euler characteristic is claimed
+    xs, x = [], 0.3
+    for w in torch.logspace(-14, -9, 16, dtype=torch.float64).tolist():
+        x += w
+        xs.append(x)
+    with pytest.raises(regions.RegionError, match="cannot tell shared vertices"):
+        _strips(xs).euler_characteristic()
+
+
 def test_each_polygon_has_one_code(plane):
     pts = _interior(plane.P, plane.n, 3, seed=1)                   # [R, 3, 2]
     ref = plane.codes
@@ -265,6 +309,35 @@ def test_decision_boundary_meets_exactly_the_polygons_whose_class_changes(plane)
     has = torch.zeros(plane.n_regions, dtype=torch.bool)
     has[plane.decision_boundary().polygon] = True
     assert torch.equal(has, ~always)
+
+
+@settings(max_examples=25, deadline=None)
+@given(act=st.sampled_from(["relu", "leaky_relu", "abs"]), depth=st.integers(1, 4),
+       width=st.integers(3, 40), bias=st.booleans(), seed=st.integers(0, 10**6))
+def test_plain_mlp_fast_path_equals_the_general_cuts(act, depth, width, bias, seed):
+    # A plain MLP takes the fast path (roots forwarded from their own site on); wrapping it
+    # in an Identity sends it through the general one (cpa.trace at every new point).
+    net = nets.mlp([5, *[width] * depth, 3], act=act, bias=bias, seed=seed,
+                   bias_std=0.3 if bias else 0.0)
+    assert regions._plain_mlp(net, torch.zeros(5, dtype=torch.float64)) is not None
+    general = nn.Sequential(nn.Identity(), net)
+    assert regions._plain_mlp(general, torch.zeros(5, dtype=torch.float64)) is None
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(5, generator=gen, dtype=torch.float64)
+    x1 = x0 + 4 * torch.randn(5, generator=gen, dtype=torch.float64)
+    fast = regions.on_segment(net, x0, x1).t
+    slow = regions.on_segment(general, x0, x1).t
+    assert fast.numel() == slow.numel()
+    assert float((fast - slow).abs().max()) <= 1e-12
+
+
+def test_fast_path_is_only_for_plain_mlps():
+    z = torch.zeros(4, dtype=torch.float64)
+    assert regions._plain_mlp(nets.mlp([4, 8, 8, 2], act="maxout"), z) is None
+    assert regions._plain_mlp(nets.mlp([4, 8, 8, 2], batchnorm=True).eval(), z) is None
+    assert regions._plain_mlp(nn.Sequential(nn.Linear(4, 3).double(), nn.Tanh()), z) is None
+    conv = nets.convnet((1, 6, 6), channels=(2,), n_out=2)
+    assert regions._plain_mlp(conv, torch.zeros(1, 6, 6, dtype=torch.float64)) is None
 
 
 @pytest.mark.parametrize("name", ALL)

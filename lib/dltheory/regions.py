@@ -24,7 +24,11 @@ with an earlier one on a whole piece (two dead inputs of a max-pooling window) n
 **Tolerances** (float64): a pre-activation or candidate difference whose magnitude is at most
 ``ZERO_TOL`` (1e-12) times the largest magnitude of its site at the current points counts as
 zero, so regions thinner than that (relative) are not resolved; segment breakpoints closer
-than ``BREAK_TOL`` (1e-13, in ``t``) are one breakpoint.
+than ``BREAK_TOL`` (1e-13, in ``t``) are one breakpoint. To count a plane's vertices
+(:meth:`Plane.graph`, Euler's formula) the copies of a vertex computed in different polygons
+are merged with a tolerance read off the gap between their spread and the distance between
+distinct vertices (:class:`VertexMerge`), never a fixed one: a fine partition has distinct
+vertices closer than any fixed tolerance that would merge all copies.
 
 Entry points: :func:`on_segment` -> :class:`Segment`, :func:`on_plane` -> :class:`Plane`
 (with :meth:`Plane.decision_boundary` -> :class:`Boundary`), :func:`nearest_boundary_along`,
@@ -52,12 +56,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import cpa
+from .nets import Abs
 
 __all__ = [
     "BREAK_TOL",
     "ZERO_TOL",
     "Boundary",
     "Plane",
+    "VertexMerge",
     "RegionError",
     "Segment",
     "nearest_boundary_along",
@@ -195,17 +201,25 @@ def _trace(net: nn.Module, X: Tensor, *, keep: range | None = None,
 
 
 def _pattern(sites: list[_Site]) -> Tensor:
-    """The activation code as one integer row per point, ``[B, n_codes]``: for ReLU-type
-    units the winner of ``(pre, 0)`` (0 active, 1 inactive), for max groups the argmax."""
+    """The activation code as one row of packed bits per point, ``[B, W]`` int64 (two points
+    have the same code exactly when their rows are equal): for ReLU-type units one bit, set
+    when the unit is inactive (the winner of ``(pre, 0)`` is 0); for a max group of ``k``
+    candidates the argmax in ``ceil(log2 k)`` bits."""
     cols = []
     for s in sites:
         if s.kind in _UNIT_KINDS:
-            cols.append((s.values < 0).to(torch.int16))
+            cols.append(s.values < 0)
         else:
-            cols.append(s.values.argmax(-1).to(torch.int16))
+            k = s.values.shape[-1]
+            nb = max(1, math.ceil(math.log2(k)))
+            win = s.values.argmax(-1)                                        # [B, G]
+            shifts = torch.arange(nb, device=win.device)
+            cols.append(((win[..., None] >> shifts) & 1).bool().reshape(win.shape[0], -1))
     if not cols:
-        return torch.zeros(0, 0, dtype=torch.int16)
-    return torch.cat(cols, dim=1)
+        return torch.zeros(0, 1, dtype=torch.int64)
+    b = _pack(torch.cat(cols, dim=1))                                        # [B, F/8] uint8
+    b = torch.nn.functional.pad(b, (0, (-b.shape[1]) % 8)).contiguous()
+    return b.view(torch.int64)
 
 
 def _scale(values: Tensor) -> float:
@@ -225,10 +239,9 @@ def _unit_roots(t: Tensor, pre: Tensor, eps: float) -> Tensor:
 
     ``t [N]`` sorted, ``pre [N, U]`` -> roots (unsorted) where a unit changes sign strictly
     (beyond ``eps``) between consecutive points."""
-    a, b = pre[:-1], pre[1:]
-    cross = ((a > eps) & (b < -eps)) | ((a < -eps) & (b > eps))
-    p, u = cross.nonzero(as_tuple=True)
-    fa, fb = a[p, u], b[p, u]
+    sg = (pre > eps).to(torch.int8) - (pre < -eps).to(torch.int8)
+    p, u = ((sg[:-1] * sg[1:]) < 0).nonzero(as_tuple=True)
+    fa, fb = pre[p, u], pre[p + 1, u]
     return t[p] + fa / (fa - fb) * (t[p + 1] - t[p])
 
 
@@ -267,8 +280,85 @@ def _fresh(t: Tensor, roots: Tensor, tol: float) -> Tensor:
     return r
 
 
+class _Dense(NamedTuple):
+    """One hidden layer of a plain fully connected network: ``z = W h + c``, then the
+    elementwise activation ``kind`` with slopes ``(slope for z >= 0, slope for z < 0)``."""
+
+    W: Tensor
+    c: Tensor
+    kind: str
+    slopes: tuple[float, float]
+
+    def act(self, z: Tensor) -> Tensor:
+        hi, lo = self.slopes
+        return torch.where(z >= 0, hi * z, lo * z)
+
+
+def _plain_mlp(net: nn.Module, x0: Tensor) -> list[_Dense] | None:
+    """The hidden layers of ``net`` if it is a plain fully connected network on vector
+    inputs (``Sequential``s of ``Linear`` layers, each hidden one followed by ReLU, leaky ReLU
+    or Abs, and an optional last ``Linear``), else ``None``."""
+    if x0.dim() != 1 or not isinstance(net, nn.Sequential):
+        return None
+    leaves = [m for m in net.modules() if not isinstance(m, nn.Sequential)]
+    layers, i = [], 0
+    while i < len(leaves):
+        lin = leaves[i]
+        if type(lin) is not nn.Linear:
+            return None
+        if i + 1 == len(leaves):
+            break                                          # the output layer: not a site
+        act = leaves[i + 1]
+        if type(act) is nn.ReLU:
+            kind, slopes = "relu", (1.0, 0.0)
+        elif type(act) is nn.LeakyReLU:
+            kind, slopes = "leaky", (1.0, float(act.negative_slope))
+        elif type(act) is Abs:
+            kind, slopes = "abs", (1.0, -1.0)
+        else:
+            return None
+        W = lin.weight.detach()
+        c = lin.bias.detach() if lin.bias is not None else W.new_zeros(W.shape[0])
+        layers.append(_Dense(W, c, kind, slopes))
+        i += 2
+    return layers or None
+
+
+def _mlp_breaks(layers: list[_Dense], x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
+    """:func:`_segment_breaks` for a plain fully connected network (:func:`_plain_mlp`):
+    the same site-by-site cuts, but a root of site ``k`` is forwarded from that site on, its
+    pre-activations there interpolated from the two points around it (they are affine
+    between the known points), so a root of site ``k`` costs ``L - k - 1`` of the ``L``
+    hidden layers' matrix products, and no site's values are copied."""
+    t_all = torch.tensor([0.0, 1.0], dtype=F64, device=x0.device)
+    h = torch.stack([x0, x1])
+    cache: list[Tensor | None] = []
+    for layer in layers:
+        z = torch.addmm(layer.c, h, layer.W.T)
+        cache.append(z)
+        h = layer.act(z)
+    L = len(layers)
+    for k in range(L):
+        order = torch.argsort(t_all)
+        ts, vals = t_all[order], cache[k][order]
+        new = _fresh(ts, _unit_roots(ts, vals, ZERO_TOL * _scale(vals)), tol)
+        if new.numel() and k + 1 < L:
+            q = (torch.searchsorted(ts, new, right=True) - 1).clamp(0, ts.numel() - 2)
+            lam = ((new - ts[q]) / (ts[q + 1] - ts[q]))[:, None]
+            z = torch.lerp(vals[q], vals[q + 1], lam)
+            for j in range(k + 1, L):
+                z = torch.addmm(layers[j].c, layers[j - 1].act(z), layers[j].W.T)
+                cache[j] = torch.cat([cache[j], z])
+        cache[k] = None
+        t_all = torch.cat([t_all, new])
+    return t_all.sort().values
+
+
 def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
     """Sorted breakpoints ``[P+1]`` of the activation regions on ``[x0, x1]``."""
+    layers = _plain_mlp(net, x0)
+    if layers is not None:
+        return _mlp_breaks(layers, x0, x1, tol=tol)
     dx = x1 - x0
     t_all = torch.tensor([0.0, 1.0], dtype=F64, device=x0.device)
     sites = _trace(net, _on_line(x0, dx, t_all))
@@ -389,7 +479,10 @@ def on_segment(net: nn.Module, x0, x1, *, tol: float = BREAK_TOL) -> Segment:
     ``x0``, ``x1``: one input each (the network's input shape, no batch dimension), distinct.
     ``tol``: breakpoints closer than this (in ``t``) are one. One forward pass per site, on
     the breakpoints found so far (the points found at the last site are never forwarded;
-    with max sites one more pass at the midpoints merges pieces whose codes agree).
+    with max sites one more pass at the midpoints merges pieces whose codes agree). For a
+    plain fully connected network (``Linear`` layers with ReLU, leaky ReLU or Abs) the roots
+    of a site are forwarded from that site on, from pre-activations interpolated between
+    the known points, which saves the earlier layers' products.
 
     Raises :class:`dltheory.cpa.NotCPAError` for a network that is not CPA, and
     :class:`RegionError` for inputs of the wrong shape, non-finite inputs or ``x0 == x1``.
@@ -840,36 +933,62 @@ def _plane_polygons(net: nn.Module, frame: _Frame, rect: Tensor, *, budget: int,
     return P, n
 
 
-def _cluster(X: Tensor, tol: float) -> Tensor:
-    """Ids ``[N]`` (0..K-1) that merge points of ``X [N, 2]`` closer than about ``tol``:
-    points are binned on a grid of cell ``tol``, and occupied neighbouring cells whose first
-    points lie within ``tol`` of each other are joined (connected components)."""
-    q = torch.floor((X - X.amin(0)) / tol).long()
-    width = int(q[:, 1].max()) + 3
-    key = (q[:, 0] + 1) * width + (q[:, 1] + 1)
-    cells, inv = torch.unique(key, return_inverse=True)
-    first = torch.full((cells.numel(),), X.shape[0], dtype=torch.long)
-    first = first.scatter_reduce(0, inv, torch.arange(X.shape[0]), reduce="amin")
-    rep = X[first]
-    a_list, b_list = [], []
-    for dx, dy in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        nk = cells + dx * width + dy
-        pos = torch.searchsorted(cells, nk).clamp_max(cells.numel() - 1)
-        hit = (cells[pos] == nk) & (torch.linalg.vector_norm(rep[pos] - rep, dim=1) <= tol)
-        a_list.append(torch.arange(cells.numel())[hit])
-        b_list.append(pos[hit])
-    a, b = torch.cat(a_list), torch.cat(b_list)
-    label = torch.arange(cells.numel())
-    while a.numel():
-        m = torch.minimum(label[a], label[b])
-        new = label.scatter_reduce(0, a, m, reduce="amin").scatter_reduce(0, b, m,
-                                                                            reduce="amin")
-        new = new[new]
-        if torch.equal(new, label):
-            break
-        label = new
-    _, ids = torch.unique(label[inv], return_inverse=True)
-    return ids
+class VertexMerge(NamedTuple):
+    """How :meth:`Plane.graph` told shared vertices from distinct ones (lengths relative to
+    the rectangle's diameter): copies of one vertex (computed in different polygons) were at
+    most ``spread`` apart, distinct vertices at least ``separation``; ``tol`` lies in the gap
+    between them. ``ids [N]`` number the merged vertices ``0..V-1``."""
+
+    ids: Tensor
+    tol: float
+    spread: float
+    separation: float
+
+
+ROUNDING_FLOOR = 1e-15
+"""Distances below this (relative to the diameter) are rounding: such vertices are merged."""
+MIN_GAP = 100.0
+"""The gap, as a ratio, that separates copies of a vertex from distinct vertices."""
+
+
+def _merge_vertices(X: Tensor, diam: float, *, radius: float = 1e-8) -> VertexMerge:
+    """Merge the copies of each vertex among the points ``X [N, 2]``.
+
+    A vertex shared by several polygons is computed in each of them; the copies agree to
+    rounding, but how closely depends on the conditioning of the lines that meet there, and
+    distinct vertices of a fine partition can be closer than any fixed tolerance. So the
+    tolerance is read off the data: the distances between all pairs closer than ``radius``
+    (relative) are sorted, and the first gap of at least ``MIN_GAP`` above ``ROUNDING_FLOOR``
+    separates copies (below) from distinct vertices (above); points are merged by connected
+    components below the gap. Raises :class:`RegionError` when no such gap exists (the
+    partition is finer than float64 can resolve).
+    """
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    Xn = X.detach().cpu().numpy()
+    N = Xn.shape[0]
+    pairs = cKDTree(Xn).query_pairs(radius * diam, output_type="ndarray")
+    d = np.linalg.norm(Xn[pairs[:, 0]] - Xn[pairs[:, 1]], axis=1) / diam
+    levels = np.unique(np.concatenate([[ROUNDING_FLOOR], d[d > ROUNDING_FLOOR], [radius]]))
+    ratio = levels[1:] / levels[:-1]
+    wide = np.flatnonzero(ratio >= MIN_GAP)
+    if wide.size == 0:
+        raise RegionError(
+            f"cannot tell shared vertices from distinct ones: the distances between "
+            f"vertices closer than {radius:g} (relative to the diameter) show no gap of "
+            f"{MIN_GAP:g}x above {ROUNDING_FLOOR:g}; the partition is finer than float64 "
+            f"resolves")
+    g = int(wide[0])
+    spread, separation = float(levels[g]), float(levels[g + 1])
+    tol = math.sqrt(spread * separation)
+    close = pairs[d <= tol]
+    graph = coo_matrix((np.ones(close.shape[0]), (close[:, 0], close[:, 1])), shape=(N, N))
+    _, labels = connected_components(graph, directed=False)
+    return VertexMerge(torch.as_tensor(labels, dtype=torch.long), tol,
+                       float(d[d <= tol].max(initial=0.0)), separation)
 
 
 class Boundary(NamedTuple):
@@ -948,18 +1067,26 @@ class Plane:
         uv = torch.stack([self.u.reshape(-1), self.v.reshape(-1)], dim=1)
         return A @ uv, A @ self.origin.reshape(-1) + b
 
-    def graph(self, *, tol: float = 1e-10) -> tuple[int, int, int]:
-        """``(V, E, F)`` of the subdivision: vertices and edges unique up to ``tol`` times
-        the rectangle's diameter (shared vertices computed in two polygons agree to rounding),
-        ``F`` the polygons (the outer face not counted)."""
+    @cached_property
+    def vertices(self) -> VertexMerge:
+        """The polygons' vertices merged across polygons (see :class:`VertexMerge`): ids
+        for the valid slots of ``P`` (row-major), and the tolerance that was read off the
+        gap between copies of a vertex and distinct vertices."""
         smin, smax, tmin, tmax = self.bounds
         diam = math.hypot(smax - smin, tmax - tmin)
+        valid = torch.arange(self.P.shape[1], device=self.n.device)[None] < self.n[:, None]
+        return _merge_vertices(self.P[valid], diam)
+
+    def graph(self) -> tuple[int, int, int]:
+        """``(V, E, F)`` of the subdivision: vertices merged across polygons as in
+        :attr:`vertices`, edges the distinct pairs of consecutive merged vertices, ``F`` the
+        polygons (the outer face not counted)."""
         P, n = self.P.cpu(), self.n.cpu()
         R, Vm = P.shape[:2]
         idx = torch.arange(Vm)
         valid = idx[None] < n[:, None]
         ids = torch.full((R, Vm), -1, dtype=torch.long)
-        ids[valid] = _cluster(P[valid], tol * diam)
+        ids[valid] = self.vertices.ids
         nxt = torch.where(idx[None] + 1 < n[:, None], idx[None] + 1, 0)
         a, b = ids[valid], ids.gather(1, nxt)[valid]
         keep = a != b
@@ -969,10 +1096,10 @@ class Plane:
         n_vertices = torch.unique(torch.cat([lo, hi])).numel()
         return n_vertices, n_edges, R
 
-    def euler_characteristic(self, *, tol: float = 1e-10) -> int:
+    def euler_characteristic(self) -> int:
         """``V - E + F`` of the subdivision with bounded faces only: 1 for a partition of the
         rectangle into polygons (2 with the outer face)."""
-        V, E, F = self.graph(tol=tol)
+        V, E, F = self.graph()
         return V - E + F
 
     def decision_boundary(self, *, chunk: int = 2048) -> Boundary:
@@ -1108,7 +1235,7 @@ def on_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), *,
 
 
 def sample_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), n: int = 256, *,
-                 chunk: int = _CHUNK) -> int:
+                 chunk: int = 4 * _CHUNK) -> int:
     """Regions found by dense sampling: the number of distinct codes at the centres of an
     ``n x n`` grid of the rectangle. Never more than the exact count (each activation
     region meets the plane in one convex polygon)."""
@@ -1121,8 +1248,15 @@ def sample_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), n: i
     g = (torch.arange(n, dtype=F64, device=origin.device) + 0.5) / n
     s, t = smin + g * (smax - smin), tmin + g * (tmax - tmin)
     st = torch.stack(torch.meshgrid(s, t, indexing="ij"), -1).reshape(-1, 2)
-    seen = None
+    seen, fresh, pending = None, [], 0
     for a in range(0, st.shape[0], chunk):
         pat = torch.unique(_pattern(_trace(net, frame.points(st[a:a + chunk]))), dim=0)
-        seen = pat if seen is None else torch.unique(torch.cat([seen, pat]), dim=0)
+        fresh.append(pat)
+        pending += pat.shape[0]
+        # merge the chunks' codes into ``seen`` only once they outnumber it (amortised)
+        if seen is None or pending > seen.shape[0]:
+            seen = torch.unique(torch.cat(fresh if seen is None else [seen, *fresh]), dim=0)
+            fresh, pending = [], 0
+    if fresh:
+        seen = torch.unique(torch.cat([seen, *fresh]), dim=0)
     return int(seen.shape[0])
