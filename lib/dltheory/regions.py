@@ -223,7 +223,11 @@ def _pattern(sites: list[_Site]) -> Tensor:
 
 
 def _scale(values: Tensor) -> float:
-    return float(values.abs().max()) if values.numel() else 0.0
+    """The largest magnitude among ``values`` (0 for none), without an ``abs`` copy."""
+    if not values.numel():
+        return 0.0
+    lo, hi = torch.aminmax(values)
+    return max(float(hi), -float(lo))
 
 
 # ============================================================================== segment
@@ -290,8 +294,11 @@ class _Dense(NamedTuple):
     slopes: tuple[float, float]
 
     def act(self, z: Tensor) -> Tensor:
-        hi, lo = self.slopes
-        return torch.where(z >= 0, hi * z, lo * z)
+        if self.kind == "relu":
+            return torch.relu(z)
+        if self.kind == "abs":
+            return torch.abs(z)
+        return torch.nn.functional.leaky_relu(z, self.slopes[1])
 
 
 def _plain_mlp(net: nn.Module, x0: Tensor) -> list[_Dense] | None:
