@@ -1,8 +1,40 @@
-"""Spectra: eigenvalues, singular values and condition numbers."""
+"""Spectra: eigenvalues, singular values and condition numbers.
+
+Dense helpers (``gram_eigvalsh``, ``condition_number``, ``null_space_projector``), the
+matrix-free ones for a symmetric operator known only by its products (``lanczos``,
+``top_eigenvalue``, ``power_iteration``, ``hutchinson_trace``, ``operator_trace``), and,
+re-exported from :mod:`dltheory.perturbation`, batched singular values and the
+singular-value perturbation bounds (Weyl, multiplicative, interlacing, skip connections,
+random matrices) with the local linear representation of a layer.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from .perturbation import (  # noqa: F401  (the perturbation bounds live in `spectra` too)
+    ACTIVATIONS,
+    ARCHS,
+    activation_diagonal,
+    concat_singular_values,
+    condition_numbers,
+    diagonal_condition_bound,
+    gaussian_skip_condition_limit,
+    interlacing_interval,
+    layer_hessian_condition,
+    layer_hessian_eigvalsh,
+    layer_hessian_factor,
+    local_linear,
+    multiplicative_interval,
+    quarter_circle_cdf,
+    quarter_circle_density,
+    range_condition_number,
+    singular_values,
+    skip_condition_bound,
+    skip_interval,
+    spectral_norm,
+    weyl_interval,
+)
 
 
 def gram_eigvalsh(X: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:

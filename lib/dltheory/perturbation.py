@@ -1,0 +1,469 @@
+"""Singular-value perturbation bounds: why skip connections condition a layer.
+
+The local linear representation of a layer of a CPA network at an input ``x`` is a
+product of the activation code's diagonal ``D`` and an affine map (Riedi, Balestriero and
+Baraniuk 2023): ``D W`` for a plain (ConvNet) layer, ``D (eps I + W)`` for a layer with a
+skip connection (``eps = 1``: ResNet), ``[I; D W]`` for a dense (DenseNet) layer. This
+module holds, as functions of tensors, the bounds that say how the singular values of
+these matrices move:
+
+* :func:`weyl_interval` - additive (Weyl): ``|s_i(A + E) - s_i(A)| <= ||E||_2``; hence
+  :func:`skip_interval` (every singular value of ``eps I + W`` lies in
+  ``[eps - ||W||, eps + ||W||]``) and :func:`skip_condition_bound`
+  (``kappa(eps I + W) <= (eps + ||W||) / (eps - ||W||)`` when ``||W|| < eps``);
+* :func:`multiplicative_interval` - a diagonal ``D`` with ``|d_j|`` in ``[alpha, 1]``
+  (leaky ReLU, absolute value): ``alpha s_i(A) <= s_i(D A) <= s_i(A)``; hence
+  :func:`diagonal_condition_bound` (``kappa(D A) <= kappa(A) / alpha``);
+* :func:`interlacing_interval` - a 0/1 diagonal (ReLU) deleting ``k`` rows:
+  ``s_{i+k}(A) <= s_i(D A) <= s_i(A)``;
+* :func:`concat_singular_values` - exact for a dense layer: the singular values of
+  ``[I; B]`` are ``sqrt(1 + s_i(B)^2)`` (and 1), so ``kappa([I; B]) <= sqrt(1 + ||B||^2)``;
+* random matrices: :func:`quarter_circle_density` / :func:`quarter_circle_cdf`, the
+  limiting law of the singular values of an ``n x n`` matrix with ``N(0, sigma^2/n)``
+  entries, supported on ``[0, 2 sigma]``; :func:`gaussian_skip_condition_limit`.
+
+Plus the batched spectra the checks need - :func:`singular_values`,
+:func:`spectral_norm`, :func:`condition_numbers` (``[..., m, n]`` batches, any device) -
+the local linear representations :func:`activation_diagonal` and :func:`local_linear`,
+and :func:`range_condition_number`, the condition number of a positive semi-definite
+operator on its range from matrix-free products (Lanczos from a start vector in the
+range), e.g. of a layer's loss Hessian (:meth:`dltheory.landscape.Quadratic.hvp`);
+:func:`layer_hessian_eigvalsh` / :func:`layer_hessian_condition` get the non-zero
+spectrum of that Hessian ``H = 2 s M^T M`` from the smaller Gram matrix of its factor
+``M [N k, P]`` (``[N k, N k]`` when ``N k < P``), never forming ``H``.
+
+Every function validates its input and raises ``ValueError`` naming the problem:
+non-square matrices where ``eps I + W`` needs a square one, NaN/inf, ``alpha`` outside
+``[0, 1]``, negative norms or ``eps``, mismatched shapes. Singular values are in
+descending order, as :func:`torch.linalg.svdvals` returns them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ARCHS", "ACTIVATIONS", "singular_values", "spectral_norm", "condition_numbers",
+    "weyl_interval", "skip_interval", "skip_condition_bound", "multiplicative_interval",
+    "diagonal_condition_bound", "interlacing_interval", "concat_singular_values",
+    "quarter_circle_density", "quarter_circle_cdf", "gaussian_skip_condition_limit",
+    "activation_diagonal",
+    "local_linear", "range_condition_number", "layer_hessian_factor", "layer_hessian_eigvalsh",
+    "layer_hessian_condition",
+]
+
+ARCHS = ("convnet", "resnet", "densenet")
+"""The layer kinds of :func:`local_linear`: ``D W``, ``D (eps I + W)``, ``[I; D W]``."""
+ACTIVATIONS = ("relu", "leaky_relu", "abs")
+"""The activations of :func:`activation_diagonal`."""
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _tensor(x, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def _matrix(A, name: str = "A", *, square: bool = False) -> Tensor:
+    A = _tensor(A, name)
+    if A.ndim < 2:
+        raise ValueError(f"{name} must be a matrix or a batch of matrices [..., m, n], got "
+                         f"shape {tuple(A.shape)}")
+    if square and A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"{name} must be square (eps I + {name} needs n x n matrices), got "
+                         f"shape {tuple(A.shape)} ({A.shape[-2]} x {A.shape[-1]})")
+    if A.shape[-1] == 0 or A.shape[-2] == 0:
+        raise ValueError(f"{name} is empty, shape {tuple(A.shape)}")
+    return A
+
+
+def _scalar_or_batch(x, name: str, like: Tensor, *, lo: float = 0.0,
+                     hi: float = math.inf) -> Tensor:
+    """A number or a tensor (broadcastable to a batch) in ``[lo, hi]``, as a tensor."""
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a number or a tensor, got a bool")
+    if isinstance(x, int | float):
+        t = torch.tensor(float(x), dtype=like.dtype, device=like.device)
+    elif isinstance(x, Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} must be real, got dtype {x.dtype}")
+        t = x.to(dtype=like.dtype, device=like.device)
+    else:
+        raise TypeError(f"{name} must be a number or a tensor, got {type(x).__name__}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf")
+    if (t < lo).any() or (t > hi).any():
+        bad = t[(t < lo) | (t > hi)].reshape(-1)[0].item()
+        where = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
+        raise ValueError(f"{name} must lie in {where}, got {bad:g}")
+    return t
+
+
+def _sv(s_A, name: str = "s_A") -> Tensor:
+    s = _tensor(s_A, name)
+    if s.ndim < 1:
+        raise ValueError(f"{name} must be a vector of singular values [..., k], got a scalar")
+    if (s < 0).any():
+        raise ValueError(f"{name} holds singular values, which are >= 0; got a negative entry")
+    if s.shape[-1] > 1 and (s[..., 1:] > s[..., :-1]).any():
+        raise ValueError(f"{name} must be in descending order (as torch.linalg.svdvals "
+                         "returns them)")
+    return s
+
+
+def _batch_of(value: Tensor, s: Tensor, name: str) -> Tensor:
+    """``value`` ``[]`` or ``[...]`` (the batch of ``s [..., k]``) as ``[..., 1]``."""
+    try:
+        return torch.broadcast_to(value, s.shape[:-1])[..., None]
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the "
+                         f"batch {tuple(s.shape[:-1])} of singular values "
+                         f"{tuple(s.shape)}") from None
+
+
+# ----------------------------------------------------------------------------- spectra
+
+
+def singular_values(A: Tensor) -> Tensor:
+    """Singular values of a batch of matrices, descending: ``[..., m, n] -> [..., min(m, n)]``.
+
+    One batched call of :func:`torch.linalg.svdvals` on ``A``'s device.
+    """
+    return torch.linalg.svdvals(_matrix(A))
+
+
+def spectral_norm(A: Tensor) -> Tensor:
+    """``||A||_2``, the largest singular value: ``[..., m, n] -> [...]``."""
+    return torch.linalg.matrix_norm(_matrix(A), ord=2)
+
+
+def condition_numbers(A: Tensor, *, rtol: float | None = None) -> Tensor:
+    """``s_max / s_min`` of each matrix: ``[..., m, n] -> [...]``.
+
+    ``rtol=None``: the smallest of the ``min(m, n)`` singular values (``inf`` when it is
+    0). With ``rtol``: the smallest singular value above ``rtol * s_max`` - the condition
+    number on the range of ``A`` (``inf`` for a zero matrix).
+    """
+    s = singular_values(A)
+    top = s[..., 0]
+    if rtol is None:
+        low = s[..., -1]
+    else:
+        rtol = float(_scalar_or_batch(rtol, "rtol", s, lo=0.0, hi=1.0))
+        keep = s > rtol * top[..., None]
+        low = torch.where(keep, s, torch.full_like(s, math.inf)).amin(-1)
+    out = top / low
+    return torch.where((low > 0) & (top > 0), out, torch.full_like(out, math.inf))
+
+
+# ----------------------------------------------------------------------------- additive
+
+
+def weyl_interval(s_A: Tensor, e_norm) -> tuple[Tensor, Tensor]:
+    """Weyl's bound: where the singular values of ``A + E`` lie, from those of ``A``.
+
+    ``s_A [..., k]`` (descending), ``e_norm`` ``||E||_2`` (a number or ``[...]``) ->
+    ``(lo, hi)`` ``[..., k]`` with ``lo_i = max(s_i(A) - ||E||, 0)``,
+    ``hi_i = s_i(A) + ||E||``: ``lo_i <= s_i(A + E) <= hi_i`` for every ``E`` of that
+    norm (same shape as ``A``).
+    """
+    s = _sv(s_A)
+    e = _batch_of(_scalar_or_batch(e_norm, "e_norm (a norm)", s), s, "e_norm")
+    return (s - e).clamp_min(0), s + e
+
+
+def skip_interval(W: Tensor, eps=1.0) -> tuple[Tensor, Tensor]:
+    """Every singular value of ``eps I + W`` lies in ``[max(eps - ||W||, 0), eps + ||W||]``.
+
+    ``W [..., n, n]`` (square), ``eps >= 0`` (a number or ``[...]``) -> ``(lo, hi)``, each
+    ``[...]``: Weyl's bound with ``A = eps I`` (all of whose singular values are ``eps``).
+    """
+    W = _matrix(W, "W", square=True)
+    e = _scalar_or_batch(eps, "eps", W)
+    w = spectral_norm(W)
+    return (e - w).clamp_min(0), e + w
+
+
+def skip_condition_bound(W: Tensor, eps=1.0) -> Tensor:
+    """``(eps + ||W||) / (eps - ||W||)`` where ``||W||_2 < eps``, else ``inf``: ``[...]``.
+
+    An upper bound of ``kappa(eps I + W)`` (:func:`skip_interval`); it says nothing (is
+    ``inf``) once ``||W|| >= eps``.
+    """
+    lo, hi = skip_interval(W, eps)
+    return torch.where(lo > 0, hi / lo,
+                       torch.full_like(hi, math.inf))
+
+
+# ----------------------------------------------------------------------------- diagonal
+
+
+def multiplicative_interval(s_A: Tensor, alpha) -> tuple[Tensor, Tensor]:
+    """Where the singular values of ``D A`` (or ``A D``) lie, for ``|d_j|`` in ``[alpha, 1]``.
+
+    ``s_A [..., k]`` (descending), ``alpha`` in ``[0, 1]`` (a number or ``[...]``) ->
+    ``(alpha * s_A, s_A)``. Leaky ReLU with slope ``alpha`` has ``d_j`` in ``{alpha, 1}``;
+    the absolute value ``d_j = +-1`` (``alpha = 1``: the singular values do not move).
+    """
+    s = _sv(s_A)
+    a = _batch_of(_scalar_or_batch(alpha, "alpha", s, lo=0.0, hi=1.0), s, "alpha")
+    return a * s, s.clone()
+
+
+def diagonal_condition_bound(kappa_A, alpha) -> Tensor:
+    """``kappa(D A) <= kappa(A) / alpha`` for ``|d_j|`` in ``[alpha, 1]``, ``A`` square (or
+    of full column rank with ``D`` acting on its rows): ``[...]`` (``inf`` for ``alpha = 0``).
+    """
+    if isinstance(kappa_A, Tensor):
+        k = _tensor(kappa_A, "kappa_A")
+    else:
+        k = _scalar_or_batch(kappa_A, "kappa_A", torch.zeros((), dtype=torch.float64), lo=1.0)
+    if (k < 1).any():
+        raise ValueError("kappa_A is a condition number, which is >= 1; got a smaller value")
+    a = _scalar_or_batch(alpha, "alpha", k, lo=0.0, hi=1.0)
+    return torch.where(a > 0, k / a,
+                       torch.full_like(k * a, math.inf))
+
+
+def interlacing_interval(s_A: Tensor, deleted) -> tuple[Tensor, Tensor]:
+    """Row-deletion interlacing: the singular values of ``D A`` for a 0/1 diagonal ``D``.
+
+    ``A`` is ``m x n`` with singular values ``s_A [..., k]`` (``k = min(m, n)``,
+    descending); ``D`` zeroes ``deleted`` of its rows (an int or an int tensor ``[...]``,
+    ``0 <= deleted``). Returns ``(lo, hi)`` ``[..., k]`` with ``hi_i = s_i(A)`` and
+    ``lo_i = s_{i + deleted}(A)`` (0 when ``i + deleted > k``): ``lo <= s(D A) <= hi``.
+    """
+    s = _sv(s_A)
+    if isinstance(deleted, bool):
+        raise TypeError("deleted must be an int or an int tensor, got a bool")
+    if isinstance(deleted, int):
+        r = torch.tensor(deleted, device=s.device)
+    elif isinstance(deleted, Tensor) and not deleted.is_floating_point() \
+            and not deleted.is_complex() and deleted.dtype != torch.bool:
+        r = deleted.to(s.device)
+    else:
+        raise TypeError(f"deleted must be an int or an integer tensor, got {deleted!r}")
+    if (r < 0).any():
+        raise ValueError(f"deleted (the number of zeroed rows) must be >= 0, got "
+                         f"{int(r.min())}")
+    k = s.shape[-1]
+    try:
+        r = torch.broadcast_to(r, s.shape[:-1])[..., None]
+    except RuntimeError:
+        raise ValueError(f"deleted of shape {tuple(r.shape)} does not broadcast to the batch "
+                         f"{tuple(s.shape[:-1])} of s_A {tuple(s.shape)}") from None
+    idx = torch.arange(k, device=s.device) + r                       # [..., k]
+    padded = torch.cat([s, torch.zeros_like(s)], -1)                 # s_j = 0 for j >= k
+    lo = torch.gather(padded, -1, idx.clamp_max(2 * k - 1).expand(*s.shape))
+    return lo, s.clone()
+
+
+def concat_singular_values(s_B: Tensor, n: int) -> Tensor:
+    """The singular values of ``[I_n; B]`` (``B`` ``g x n``) from those of ``B``, exactly.
+
+    ``s_B [..., min(g, n)]`` (descending) -> ``[..., n]``: ``sqrt(1 + s_i(B)^2)`` for
+    ``i <= min(g, n)``, then 1 - since ``[I; B]^T [I; B] = I + B^T B``.
+    """
+    s = _sv(s_B, "s_B")
+    if isinstance(n, bool) or not isinstance(n, int) or n < s.shape[-1]:
+        raise ValueError(f"n (the columns of B) must be an int >= {s.shape[-1]} (the number "
+                         f"of singular values given), got {n!r}")
+    ones = torch.ones(*s.shape[:-1], n - s.shape[-1], dtype=s.dtype, device=s.device)
+    return torch.cat([(1 + s * s).sqrt(), ones], -1)
+
+
+# ----------------------------------------------------------------------------- random
+
+
+def _sigma(sigma, like: Tensor) -> Tensor:
+    t = _scalar_or_batch(sigma, "sigma", like)
+    if (t <= 0).any():
+        raise ValueError("sigma must be > 0")
+    return t
+
+
+def quarter_circle_density(x: Tensor, sigma=1.0) -> Tensor:
+    """The quarter-circle law: ``p(x) = sqrt(4 sigma^2 - x^2) / (pi sigma^2)`` on
+    ``[0, 2 sigma]`` (0 outside), ``[...] -> [...]``.
+
+    The limit (``n -> inf``) of the empirical distribution of the singular values of an
+    ``n x n`` matrix with independent ``N(0, sigma^2 / n)`` entries.
+    """
+    x = _tensor(x, "x")
+    s = _sigma(sigma, x)
+    inside = (x >= 0) & (x <= 2 * s)
+    val = (4 * s * s - x * x).clamp_min(0).sqrt() / (math.pi * s * s)
+    return torch.where(inside, val, torch.zeros_like(val))
+
+
+def quarter_circle_cdf(x: Tensor, sigma=1.0) -> Tensor:
+    """The distribution function of :func:`quarter_circle_density`, ``[...] -> [...]``:
+    ``F(x) = (x sqrt(4 sigma^2 - x^2) / 2 + 2 sigma^2 asin(x / 2 sigma)) / (pi sigma^2)``."""
+    x = _tensor(x, "x")
+    s = _sigma(sigma, x)
+    u = torch.minimum(x.clamp_min(0), 2 * s)
+    F = (u * (4 * s * s - u * u).clamp_min(0).sqrt() / 2
+         + 2 * s * s * torch.asin((u / (2 * s)).clamp(-1, 1))) / (math.pi * s * s)
+    return F.clamp(0, 1)
+
+
+def gaussian_skip_condition_limit(eps, sigma) -> Tensor:
+    """``(eps + 2 sigma) / (eps - 2 sigma)`` when ``2 sigma < eps``, else ``inf`` (0-d or
+    ``[...]``): the large-``n`` bound of ``kappa(eps I + W)`` for ``W`` with
+    ``N(0, sigma^2/n)`` entries (``||W|| -> 2 sigma``)."""
+    ref = torch.zeros((), dtype=torch.float64)
+    if isinstance(eps, Tensor):
+        ref = eps if eps.is_floating_point() else ref
+    e = _scalar_or_batch(eps, "eps", ref)
+    s = _sigma(sigma, e)
+    lo = e - 2 * s
+    return torch.where(lo > 0, (e + 2 * s) / lo,
+                       torch.full_like(lo, math.inf))
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def activation_diagonal(pre: Tensor, act: str, *, alpha: float = 0.1) -> Tensor:
+    """The diagonal of the activation code at the pre-activations ``pre [..., n]``: ``[..., n]``.
+
+    ``"relu"``: 1 where ``pre > 0``, else 0; ``"leaky_relu"``: 1 or ``alpha``; ``"abs"``:
+    +1 or -1 (the sign; -1 at 0, as :mod:`dltheory.cpa` codes it). So ``act(pre) = d *
+    pre`` exactly.
+    """
+    pre = _tensor(pre, "pre")
+    one = torch.ones_like(pre)
+    if act == "relu":
+        return torch.where(pre > 0, one, torch.zeros_like(pre))
+    if act == "leaky_relu":
+        a = _scalar_or_batch(alpha, "alpha", pre, lo=0.0, hi=1.0)
+        return torch.where(pre > 0, one, a * one)
+    if act == "abs":
+        return torch.where(pre > 0, one, -one)
+    raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+
+
+def local_linear(W: Tensor, d: Tensor, arch: str, *, eps=None) -> Tensor:
+    """The local linear representation (Jacobian) of one layer at one activation code.
+
+    ``W [..., g, n]``, ``d [..., g]`` the code's diagonal (:func:`activation_diagonal`):
+
+    * ``"convnet"``: ``D W`` ``[..., g, n]`` - the layer ``h -> act(W h + b)``;
+    * ``"resnet"``: ``D (eps I + W)`` ``[..., n, n]`` (``W`` square, ``eps`` default 1) -
+      the layer ``h -> act(eps h + W h + b)``;
+    * ``"densenet"``: ``[I; D W]`` ``[..., n + g, n]`` - the layer
+      ``h -> [h; act(W h + b)]``.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    W = _matrix(W, "W", square=arch == "resnet")
+    d = _tensor(d, "d")
+    if d.shape[-1:] != W.shape[-2:-1]:
+        raise ValueError(f"d has shape {tuple(d.shape)} but W has shape {tuple(W.shape)}: d "
+                         f"needs one entry per row of W ({W.shape[-2]})")
+    if arch != "resnet" and eps not in (None, 0, 0.0):
+        raise ValueError(f"eps applies to arch='resnet' only, got eps={eps!r} for {arch!r}")
+    n = W.shape[-1]
+    if arch == "convnet":
+        return d[..., :, None] * W
+    if arch == "resnet":
+        e = _scalar_or_batch(1.0 if eps is None else eps, "eps", W)
+        eye = torch.eye(n, dtype=W.dtype, device=W.device)
+        return d[..., :, None] * (e[..., None, None] * eye + W)
+    DW = d[..., :, None] * W
+    eye = torch.eye(n, dtype=W.dtype, device=W.device).expand(*DW.shape[:-2], n, n)
+    return torch.cat([eye, DW], -2)
+
+
+# ----------------------------------------------------------------------------- matrix-free
+
+
+def range_condition_number(matvec, n: int, *, steps: int = 200,
+                           generator: torch.Generator | None = None,
+                           dtype: torch.dtype = torch.float64, device=None,
+                           rtol: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``lambda_max / lambda_min`` of a PSD operator on its range, from products only.
+
+    Lanczos (:func:`dltheory.spectra.lanczos`, full reorthogonalization) started from
+    ``v0 = A u`` (``u`` Gaussian from ``generator``), which lies in the range of ``A``: the
+    Krylov space stays there, so its Ritz values approximate the non-zero eigenvalues
+    only. The largest Ritz value is below ``lambda_max`` and the smallest above the
+    smallest non-zero eigenvalue (Cauchy interlacing), both converging; they are exact
+    once ``steps`` reaches the rank. Ritz values below ``rtol * lambda_max`` (default
+    ``n * eps``; rounding re-introduces null-space directions) are dropped.
+
+    Returns ``(kappa, lambda_min_on_range, lambda_max)``, each 0-d. Memory ``steps * n``.
+    """
+    from . import spectra  # here, not at the top: spectra may re-export this module
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    n = spectra._check_operator(matvec, n)
+    u = torch.randn(n, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    v0 = spectra._apply(matvec, u)
+    if not torch.linalg.vector_norm(v0) > 0:
+        zero = torch.zeros((), dtype=dtype, device=device)
+        return torch.full_like(zero, math.inf), zero, zero
+    ritz, _ = spectra.lanczos(matvec, n, steps, v0=v0, dtype=dtype, device=device)
+    top = ritz[-1]
+    rtol = n * torch.finfo(dtype).eps if rtol is None else float(rtol)
+    pos = ritz[ritz > rtol * top.clamp_min(0)]
+    if pos.numel() == 0:
+        return torch.full_like(top, math.inf), top.new_zeros(()), top
+    return top / pos[0], pos[0], top
+
+
+# ----------------------------------------------------------------------------- layer Hessian
+
+
+def layer_hessian_factor(q) -> Tensor:
+    """``F = sqrt(2 s) M`` ``[N k, P]`` with ``H = F^T F``, for a
+    :class:`dltheory.landscape.Quadratic` ``q`` (``M_i = sum_p J_i[:, :, p] (x)
+    z~_{i,p}^T``, the rows of point ``i``). ``F v`` and ``F^T F`` restricted to a few
+    directions give curvatures without the ``P x P`` matrix."""
+    for attr in ("Z", "J", "scale", "shape"):
+        if not hasattr(q, attr):
+            raise TypeError(f"q must be a dltheory.landscape.Quadratic (from "
+                            f"landscape.layer_quadratic), got {type(q).__name__}")
+    N, k, out, L = q.J.shape
+    M = torch.einsum("naop,njp->naoj", q.J, q.Z).reshape(N * k, -1)
+    return M * math.sqrt(2 * q.scale)
+
+
+def layer_hessian_eigvalsh(q) -> Tensor:
+    """All eigenvalues (ascending) of a layer's loss Hessian that can be non-zero.
+
+    ``q``: a :class:`dltheory.landscape.Quadratic`. ``H = F^T F`` with ``F = sqrt(2 s) M``
+    ``[N k, P]``; when ``N k < P`` the non-zero eigenvalues of ``H`` are those of the
+    ``[N k, N k]`` Gram matrix ``F F^T`` (returned, ``N k`` values), else ``F^T F``
+    itself (``P`` values). Memory ``N k P``; ``H`` (``P^2``) is never formed.
+    """
+    F = layer_hessian_factor(q)
+    G = F @ F.T if F.shape[0] < F.shape[1] else F.T @ F
+    return torch.linalg.eigvalsh((G + G.T) / 2)
+
+
+def layer_hessian_condition(q, *, rtol: float | None = None) -> Tensor:
+    """``lambda_max / lambda_min`` of a layer's loss Hessian on its range (0-d).
+
+    The smallest eigenvalue above ``rtol * lambda_max`` (default ``P * eps``, as
+    :meth:`dltheory.landscape.Quadratic.condition_number`) of
+    :func:`layer_hessian_eigvalsh`; ``inf`` for a zero Hessian.
+    """
+    lam = layer_hessian_eigvalsh(q)
+    top = lam[-1]
+    rtol = q.n_params * torch.finfo(lam.dtype).eps if rtol is None else float(rtol)
+    pos = lam[lam > rtol * top.clamp_min(0)]
+    if pos.numel() == 0 or not top > 0:
+        return torch.full_like(top, math.inf)
+    return top / pos[0]
