@@ -62,14 +62,16 @@ def _hessian(device: str, *, width: int, n: int) -> Benchmark:
             raise AssertionError(f"closed-form H and torch.func.hessian differ by {err:.3g} "
                                  "(relative Frobenius)")
 
-    # Target: the issue's 20x. Measured on the shared 2-core CPU (torch 2.13 CPU, float64,
-    # `python -m benchmarks --device cpu --only layer_hessian [--threads 1]`, 9 runs under
-    # load averages 1-6 from other jobs): candidate 0.14-0.40 s, baseline 2.1-7.8 s, ratio
-    # 10x-21x (15-17x on a quiet machine, 2 threads or 1). The candidate is memory-bound:
-    # the GEMM [out^2, N] @ [N, q^2] (8.9 GFLOP, ~0.12 s) writes the 138 MB of H in the
-    # (o, p, j, q) order and one permuting copy (~0.06 s) puts it in theta's order; a
-    # 4x-fewer-flop variant using the symmetry of J_i^T J_i and z~ z~^T was tried and lost
-    # what it saved to the gathers that expand the triangles. CUDA: not measured (no GPU).
+    # Target: the issue's 20x. Measured on the 2-core CPU (torch 2.13 CPU, float64, `python
+    # -m benchmarks --device cpu --only layer_hessian [--threads 1]`): quiet machine, 2
+    # threads, candidate 0.106 s, baseline 2.35 s, 22.1x; 1 thread with other jobs on the
+    # cores, 22.5x-27.9x over 5 runs (0.16-0.25 s vs 3.8-5.7 s); with 2 threads under that
+    # load the candidate's GEMMs stall and the ratio fell to 5.7x once. The candidate is
+    # memory-bound: for each output row o one GEMM [out - o, N] @ [N, q^2] gives the blocks
+    # o' >= o of H (half of the 8.9 GFLOP of the whole product), written straight into
+    # theta's (o, j) order and mirrored; the earlier version (one GEMM in the (o, o', j, j')
+    # order, then a permuting copy of all 138 MB of H) measured 15-17x on a quiet machine.
+    # CUDA: not measured (no GPU).
     return Benchmark(
         name="layer_hessian",
         description=f"landscape.layer_quadratic (closed form, P = {theta0.numel()}) vs. "

@@ -18,12 +18,20 @@ Absolute speed, measured on the 2-core reference CPU (torch 2.13 CPU, float64; i
 targets: <= 10 us/region on a segment for width <= 512, depth 3; <= 30 us/region on a plane
 up to 1e5 regions):
 
-* segment, MLP [16, w, w, w, 10], a segment with ~500 (w = 256) / ~950 (w = 512) regions:
-  11-18 us/region at w = 256; at w = 512 12-15 us/region on a quiet machine (2 threads),
-  18-30 with other jobs on the cores; 24 us/region on the benchmark's 181 regions. About
-  one forward pass per region is unavoidable (the breakpoints of every site but the last
-  are forwarded) and costs ~9 us per point at w = 512, so the issue's 10 us/region is not
-  met at w = 512.
+* segment, MLP [16, w, w, w, 10] (a plain MLP: the roots of a site are forwarded from that
+  site on), segments with 326 (w = 256) and 710-740 (w = 512) regions, quiet machine: 10.4-
+  11.5 us/region at w = 256 and 13.5-16.4 at w = 512 with 2 threads (19-25 with 1 thread);
+  the general path (cpa.trace at every new point) 16-21 us/region. The matrix products
+  alone are ~6 us/region at w = 512 (a root of site k costs L - k - 1 products of
+  512 x 512), the rest is the elementwise work on [points, 512] arrays, so the issue's
+  10 us/region is not met at w = 512. ``segment_regions`` (181 regions): 148x (2 threads,
+  quiet), target 50x.
+* plane, MLP [2, 512, 512, 512, 10] (bias std 0.5) on [-10, 10]^2: 1,156,910 regions in
+  54-97 s on 1 CPU thread (47-84 us/region: the cost per region grows with the width),
+  peak RSS 1.1 GB, areas summing to the square's, Euler characteristic 1 (copies of a
+  vertex within 1.0e-13 of the diameter, distinct vertices at least 1.3e-11 apart):
+  ``python -m benchmarks.plane_scale --device cpu --threads 1`` (``--device cuda`` on a GPU;
+  not measured, no GPU was lent).
 * plane, MLP [2, 160, 160, 160, 10] on [-10, 10]^2: 106,640 regions in 1.43 s, 13.4
   us/region (1 thread; Euler characteristic 1, areas sum to the square's), peak RSS 458 MB;
   with ``budget=10**6`` (batches of polygons) 18.8 us/region, 350 MB. MLP [2, 128, 128,

@@ -20,6 +20,7 @@ from torch import nn
 
 from dltheory import cpa, nets
 from dltheory.cpa import NotCPAError
+from netutil import randomize_batchnorm as _randomize_batchnorm
 
 F64 = torch.float64
 TOL = 1e-10
@@ -31,21 +32,6 @@ def _gen(seed: int) -> torch.Generator:
 
 def _x(shape, seed=0, scale=1.0):
     return scale * torch.randn(shape, generator=_gen(seed), dtype=F64)
-
-
-def _randomize_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial running statistics and affine parameters, so batch norm is not ~identity."""
-    g = _gen(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.3 * torch.randn(n, generator=g, dtype=F64))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g, dtype=F64))
-                if m.affine:
-                    m.weight.copy_(1 + 0.3 * torch.randn(n, generator=g, dtype=F64))
-                    m.bias.copy_(0.2 * torch.randn(n, generator=g, dtype=F64))
-    return net
 
 
 def _rel(a: torch.Tensor, ref: torch.Tensor, scale: torch.Tensor | float | None = None) -> float:

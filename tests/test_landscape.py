@@ -24,6 +24,7 @@ from torch import nn
 
 from dltheory import cpa, landscape, nets, spectra
 from dltheory.cpa import NotCPAError
+from netutil import randomize_batchnorm as _randomize_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -75,19 +76,6 @@ def _reference(net, layer, X, Y, reduction="sum"):
         # deprecated torch.jit.script: a torch-internal warning, not ours
         warnings.simplefilter("ignore", DeprecationWarning)
         return loss(th), torch.func.grad(loss)(th), torch.func.hessian(loss)(th)
-
-
-def _randomize_batchnorm(net, seed=0):
-    g = _gen(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.3 * torch.randn(n, generator=g, dtype=F64))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g, dtype=F64))
-                m.weight.copy_(1 + 0.3 * torch.randn(n, generator=g, dtype=F64))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g, dtype=F64))
-    return net
 
 
 def _plain() -> nn.Sequential:

@@ -46,6 +46,12 @@ def _check_run(w0: torch.Tensor, lr: float, steps: int) -> None:
         raise ValueError("w0 contains NaN or inf")
 
 
+def _diverged(value: torch.Tensor, step: int, lr: float) -> FloatingPointError:
+    return FloatingPointError(
+        f"gradient descent diverged: the loss is not finite ({float(value.detach())}) at step "
+        f"{step} with lr={lr}; a smaller step size may converge")
+
+
 def gd(loss: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *, lr: float,
        steps: int, progress: bool = True) -> Trajectory:
     """Gradient descent ``w <- w - lr * grad loss(w)`` from ``w0`` (shape ``[d]``).
@@ -61,10 +67,7 @@ def gd(loss: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *, lr: fl
                   leave=False):
         g, value = grad(w)
         if not torch.isfinite(value):
-            raise FloatingPointError(
-                f"gradient descent diverged: the loss is not finite ({float(value)}) at step "
-                f"{k} with lr={lr}; a smaller step size may converge"
-            )
+            raise _diverged(value, k, lr)
         ws[k], losses[k] = w, value
         if k < steps:
             w = w - lr * g
@@ -355,10 +358,7 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
                 Fl = F.detach().requires_grad_(True)
                 value = loss_fn(Fl, Y)
                 if not torch.isfinite(value):
-                    raise FloatingPointError(
-                        "gradient descent diverged: the loss is not finite "
-                        f"({float(value.detach())}) at step {s} with lr={lr}; a smaller step "
-                        "size may converge")
+                    raise _diverged(value, s, lr)
                 outputs[s], losses[s] = F, value.detach()
                 if s == steps:
                     break
@@ -373,10 +373,7 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
             F = fwd(leaves)
             value = loss_fn(F, Y)
             if not torch.isfinite(value):
-                raise FloatingPointError(
-                    "gradient descent diverged: the loss is not finite "
-                    f"({float(value.detach())}) at step {s} with lr={lr}; a smaller step size "
-                    "may converge")
+                raise _diverged(value, s, lr)
             outputs[s], losses[s] = F.detach(), value.detach()
             if s == steps:
                 break
