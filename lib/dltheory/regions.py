@@ -243,9 +243,11 @@ def _unit_roots(t: Tensor, pre: Tensor, eps: float) -> Tensor:
 
     ``t [N]`` sorted, ``pre [N, U]`` -> roots (unsorted) where a unit changes sign strictly
     (beyond ``eps``) between consecutive points."""
-    sg = (pre > eps).to(torch.int8) - (pre < -eps).to(torch.int8)
-    p, u = ((sg[:-1] * sg[1:]) < 0).nonzero(as_tuple=True)
+    neg = pre < 0
+    p, u = (neg[:-1] != neg[1:]).nonzero(as_tuple=True)             # sign changes (few)
     fa, fb = pre[p, u], pre[p + 1, u]
+    beyond = (fa.abs() > eps) & (fb.abs() > eps)
+    p, fa, fb = p[beyond], fa[beyond], fb[beyond]
     return t[p] + fa / (fa - fb) * (t[p + 1] - t[p])
 
 
