@@ -4,7 +4,8 @@ Modules (one per idea): ``nets`` (CPA architectures), ``cpa`` (the spline view: 
 affine maps and activation codes), ``regions`` (exact linear regions on segments and
 planes), ``landscape`` (the loss as an exact quadratic in one layer's parameters),
 ``spectra`` (eigenvalues, singular values, matrix-free spectra, perturbation bounds),
-``kernels`` (empirical NTK, path kernel), ``dynamics`` (training loops that record
+``kernels`` (empirical NTK, path kernel, and, from ``infinite``, the infinite-width
+NNGP/NTK recursions), ``dynamics`` (training loops that record
 trajectories), ``claims`` (checked statements and their ledger), ``profile`` (scale
 profiles, device, dtype, seeding), ``data`` (synthetic and small real data sets),
 ``plot`` (the book's figure style), ``stats`` (fits and intervals), ``prose`` (numbers

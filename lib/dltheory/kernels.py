@@ -62,6 +62,23 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .infinite import (  # noqa: F401  (the infinite-width kernels live in `kernels` too)
+    ACTIVATIONS as INFINITE_WIDTH_ACTIVATIONS,
+)
+from .infinite import (  # noqa: F401
+    Erf,
+    FixedPoint,
+    InfiniteWidthError,
+    Kernels,
+    NTKLinear,
+    critical_sw2,
+    fixed_point,
+    layer_step,
+    linearized,
+    mean_predictor,
+    nngp_ntk,
+    ntk_mlp,
+)
 from .nets import Abs
 
 __all__ = [

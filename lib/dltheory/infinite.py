@@ -1,0 +1,476 @@
+"""Infinite-width NNGP and NTK of fully connected networks, their fixed points and depth scales.
+
+**Convention** (NTK parametrization). A network of depth ``L`` has ``L`` linear layers and
+``L - 1`` activations ``phi``:
+
+``h^1 = (sigma_w / sqrt(d)) W^0 x + sigma_b b^0``,
+``h^{l+1} = (sigma_w / sqrt(n_l)) W^l phi(h^l) + sigma_b b^l``, with ``W, b ~ N(0, 1)``.
+
+As the widths ``n_l -> inf`` the pre-activations are Gaussian processes with covariance (the
+NNGP kernel) ``K^l`` and the tangent kernel tends to a deterministic ``Theta^l``
+(Jacot et al. 2018; Lee et al. 2019), with
+
+``K^1 = Theta^1 = sigma_w^2 x.x'/d + sigma_b^2``,
+``K^{l+1} = sigma_w^2 E[phi(u) phi(v)] + sigma_b^2``,
+``Theta^{l+1} = K^{l+1} + sigma_w^2 E[phi'(u) phi'(v)] Theta^l``,
+
+``(u, v) ~ N(0, [[K^l(x,x), K^l(x,x')], [K^l(x,x'), K^l(x',x')]])``. Closed forms: ReLU, the
+arc-cosine kernel of Cho & Saul (``c = k12 / sqrt(k11 k22)``, ``theta = arccos c``)
+
+``E[phi(u)phi(v)] = (sqrt(k11 k22 - k12^2) + (pi - theta) k12) / (2 pi)``,
+``E[phi'(u)phi'(v)] = (pi - theta) / (2 pi)``;
+
+erf (Williams 1997)
+
+``E[phi(u)phi(v)] = (2/pi) arcsin(2 k12 / sqrt((1 + 2 k11)(1 + 2 k22)))``,
+``E[phi'(u)phi'(v)] = (4/pi) / sqrt((1 + 2 k11)(1 + 2 k22) - 4 k12^2)``.
+
+Every function is batched over *settings*: ``sigma_w^2`` and ``sigma_b^2`` are python numbers
+or tensors (broadcast together to a batch shape ``S``), and a kernel function returns every
+requested depth of one recursion pass. Float64 is the default and the tested dtype.
+
+**Fixed points and depth scales** (Poole et al. 2016; Schoenholz et al. 2017; Xiao et al.
+2020). On the diagonal ``q^{l+1} = sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2 -> q*``; the
+correlation map ``c -> (sigma_w^2 E[phi(u)phi(v)] + sigma_b^2) / q*`` at ``k11 = k22 = q*``
+has the stable fixed point ``c*``. ``chi_1 = sigma_w^2 E[phi'(u)^2]`` at ``q*`` and
+``chi_c* = sigma_w^2 E[phi'(u)phi'(v)]`` at ``(q*, c*)``; ``chi_1 < 1`` is the ordered phase
+(``c* = 1``), ``chi_1 > 1`` the chaotic one (``c* < 1``). Depth scales:
+``xi_1 = 1/|log chi_1|``, ``xi_c = 1/|log chi_c*|`` and ``xi* = -1/log(chi_c*/chi_1)``
+(``inf`` in the ordered phase, where ``chi_c* = chi_1``).
+
+**Predictions from a kernel.** :func:`mean_predictor` (``Theta(x, X) Theta^{-1} Y``, the
+infinite-time mean of gradient flow on the squared loss) and :func:`linearized` (the
+outputs ``f_t = (I - e^{-eta Theta t}) Y`` on the training set and the matching test
+outputs, from ``f_0 = 0``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "InfiniteWidthError",
+    "Kernels",
+    "FixedPoint",
+    "nngp_ntk",
+    "layer_step",
+    "fixed_point",
+    "critical_sw2",
+    "mean_predictor",
+    "linearized",
+    "Erf",
+    "NTKLinear",
+    "ntk_mlp",
+]
+
+ACTIVATIONS = ("relu", "erf")
+_TWO_PI = 2.0 * math.pi
+
+
+class InfiniteWidthError(ValueError):
+    """Bad input to an infinite-width kernel computation (named in the message)."""
+
+
+class Kernels(NamedTuple):
+    """The NNGP kernel ``K`` and the NTK ``Theta``, same shape."""
+
+    nngp: torch.Tensor
+    ntk: torch.Tensor
+
+
+class FixedPoint(NamedTuple):
+    """Fixed points and depth scales, each a tensor of the settings' batch shape."""
+
+    q: torch.Tensor          # q*, the fixed point of the diagonal (inf where it diverges)
+    c: torch.Tensor          # c*, the stable fixed point of the correlation map
+    chi_1: torch.Tensor      # sigma_w^2 E[phi'(u)^2] at q*
+    chi_c: torch.Tensor      # sigma_w^2 E[phi'(u) phi'(v)] at (q*, c*)
+    xi_1: torch.Tensor       # 1 / |log chi_1|
+    xi_c: torch.Tensor       # 1 / |log chi_c*|
+    xi_star: torch.Tensor    # -1 / log(chi_c* / chi_1) (inf in the ordered phase)
+
+
+# ------------------------------------------------------------------------------ validation
+
+def _check_act(act) -> str:
+    if act not in ACTIVATIONS:
+        raise InfiniteWidthError(
+            f"unsupported activation {act!r}: closed forms exist here for {ACTIVATIONS}")
+    return act
+
+
+def _variance(name: str, value, dtype, device, *, strict: bool) -> torch.Tensor:
+    if isinstance(value, bool):
+        raise InfiniteWidthError(f"{name} must be a number or a tensor, got a bool")
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise InfiniteWidthError(f"{name} must be real, got a {value.dtype} tensor")
+        t = value.to(dtype=dtype, device=device)
+    elif isinstance(value, int | float):
+        t = torch.tensor(float(value), dtype=dtype, device=device)
+    else:
+        raise InfiniteWidthError(f"{name} must be a number or a tensor, got "
+                                 f"{type(value).__name__}")
+    if not torch.isfinite(t).all():
+        raise InfiniteWidthError(f"{name} contains NaN or inf")
+    bad = (t <= 0) if strict else (t < 0)
+    if bad.any():
+        need = "> 0" if strict else ">= 0"
+        raise InfiniteWidthError(
+            f"{name} is a variance and must be {need}; got {t[bad].flatten()[0].item():g}")
+    return t
+
+
+def _settings(sw2, sb2, dtype, device, *, strict_b: bool):
+    w = _variance("sigma_w^2 (sw2)", sw2, dtype, device, strict=True)
+    b = _variance("sigma_b^2 (sb2)", sb2, dtype, device, strict=strict_b)
+    try:
+        w, b = torch.broadcast_tensors(w, b)
+    except RuntimeError:
+        raise InfiniteWidthError(f"sw2 {tuple(w.shape)} and sb2 {tuple(b.shape)} do not "
+                                 "broadcast to one batch of settings") from None
+    return w, b
+
+
+def _check_depths(depth) -> tuple[list[int], bool]:
+    """``depth``: an int (one depth) or a sequence of ints. Returns (sorted list, scalar?)."""
+    def ok(d):
+        return isinstance(d, int) and not isinstance(d, bool)
+
+    if ok(depth):
+        depths, scalar = [depth], True
+    elif isinstance(depth, Sequence | torch.Tensor) and len(depth) > 0:
+        depths = [int(d) if isinstance(d, torch.Tensor) and d.numel() == 1 and
+                  not d.is_floating_point() else d for d in depth]
+        scalar = False
+        if not all(ok(d) for d in depths):
+            raise InfiniteWidthError(f"depths must be ints, got {list(depth)!r}")
+    else:
+        raise InfiniteWidthError(f"depth must be an int >= 1 or a non-empty sequence of ints, "
+                                 f"got {depth!r}")
+    low = min(depths)
+    if low < 1:
+        raise InfiniteWidthError(f"depth must be >= 1 (depth 1 is the linear layer "
+                                 f"K^1 = sw2 x.x'/d + sb2); got {low}")
+    return depths, scalar
+
+
+def _check_X(X, name: str) -> torch.Tensor:
+    if not isinstance(X, torch.Tensor):
+        raise InfiniteWidthError(f"{name} must be a tensor, got {type(X).__name__}")
+    if X.ndim != 2:
+        raise InfiniteWidthError(f"{name} must be [N, d] (flatten images first), got shape "
+                                 f"{tuple(X.shape)}")
+    if not X.is_floating_point():
+        raise InfiniteWidthError(f"{name} must be floating point, got {X.dtype}")
+    if not torch.isfinite(X).all():
+        raise InfiniteWidthError(f"{name} contains NaN or inf")
+    return X
+
+
+# --------------------------------------------------------------------------- the recursion
+
+def layer_step(act: str, k12: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
+               t12: torch.Tensor, sw2, sb2, *, same: bool = False):
+    """One layer of the recursion: ``(K^l, Theta^l) -> (K^{l+1}, Theta^{l+1})``.
+
+    ``k12``, ``t12``: ``[..., N1, N2]`` (``K^l`` and ``Theta^l``); ``k1`` ``[..., N1]`` and
+    ``k2`` ``[..., N2]``: the diagonals ``K^l(x, x)`` of the two sets. ``same=True`` when
+    the two sets are the same points (``N1 = N2``; diagonal entries are then set to their
+    exact values). ``sw2``, ``sb2``: numbers or tensors of the batch shape ``[...]``.
+    Returns ``(k12, k1, k2, t12)`` of the next layer; ``k12`` and ``t12`` are consumed
+    (updated in place).
+    """
+    w, b = torch.as_tensor(sw2, dtype=k12.dtype, device=k12.device), \
+        torch.as_tensor(sb2, dtype=k12.dtype, device=k12.device)
+    sw2, sb2 = w[..., None, None], b[..., None, None]
+    wv, bv = w[..., None], b[..., None]
+    if act == "relu":
+        s = k1.sqrt().unsqueeze(-1) * k2.sqrt().unsqueeze(-2)       # sqrt(k11 k22)
+        c = torch.div(k12, s.clamp_min(1e-300)).clamp_(-1.0, 1.0)     # correlation
+        th = torch.arccos(c).neg_().add_(math.pi)                      # pi - theta
+        # sqrt(k11 k22 - k12^2) = sqrt(k11 k22) sqrt(1 - c^2)
+        e = torch.mul(c, c, out=c).neg_().add_(1.0).clamp_min_(0.0).sqrt_().mul_(s)
+        del s
+        e.addcmul_(th, k12)
+        if same:
+            e.diagonal(dim1=-2, dim2=-1).copy_(math.pi * k1)
+            th.diagonal(dim1=-2, dim2=-1).fill_(math.pi)
+        knew = e.mul_(sw2 / _TWO_PI).add_(sb2)
+        t12.mul_(th).mul_(sw2 / _TWO_PI).add_(knew)
+        k1n = wv * k1 / 2 + bv
+        k2n = k1n if same else wv * k2 / 2 + bv
+        return knew, k1n, k2n, t12
+    if act == "erf":
+        aa = (1 + 2 * k1).sqrt().unsqueeze(-1) * (1 + 2 * k2).sqrt().unsqueeze(-2)
+        r = torch.div(k12, aa).mul_(2.0).clamp_(-1.0, 1.0)
+        # E[phi' phi'] = (4/pi) / (sqrt((1 + 2 k11)(1 + 2 k22)) sqrt(1 - r^2))
+        d = torch.mul(r, r).neg_().add_(1.0).sqrt_().mul_(aa).reciprocal_()
+        del aa
+        knew = torch.arcsin_(r).mul_(2 / math.pi * sw2).add_(sb2)
+        t12.mul_(d).mul_(4 / math.pi * sw2).add_(knew)
+        k1n = wv * (2 / math.pi) * torch.arcsin(2 * k1 / (1 + 2 * k1)) + bv
+        k2n = k1n if same else wv * (2 / math.pi) * torch.arcsin(2 * k2 / (1 + 2 * k2)) + bv
+        if same:
+            knew.diagonal(dim1=-2, dim2=-1).copy_(k1n)
+        return knew, k1n, k2n, t12
+    raise InfiniteWidthError(f"unsupported activation {act!r}: closed forms exist here for "
+                             f"{ACTIVATIONS}")
+
+
+def nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2, sb2,
+             depth) -> Kernels:
+    """Infinite-width NNGP ``K^L`` and NTK ``Theta^L`` of a fully connected network.
+
+    Args:
+        X1: ``[N1, d]``; X2: ``[N2, d]`` (default: ``X1``).
+        act: ``"relu"`` or ``"erf"``.
+        sw2, sb2: weight and bias variances, numbers or tensors broadcasting to a batch
+            shape ``S`` of settings (``sw2 > 0``, ``sb2 >= 0``).
+        depth: an int ``L >= 1`` (the number of linear layers; ``L = 1`` is the linear model)
+            or a sequence of ints (all computed in one pass up to the largest).
+
+    Returns:
+        :class:`Kernels` ``(nngp, ntk)``, each ``[*S, N1, N2]`` for an int depth and
+        ``[*S, D, N1, N2]`` for ``D`` depths (in the order given). Dtype and device of
+        ``X1``.
+    """
+    _check_act(act)
+    X1 = _check_X(X1, "X1")
+    same = X2 is None
+    X2 = X1 if same else _check_X(X2, "X2")
+    if X1.shape[1] != X2.shape[1] or X1.dtype != X2.dtype or X1.device != X2.device:
+        raise InfiniteWidthError(f"X1 {tuple(X1.shape)} ({X1.dtype}, {X1.device}) and X2 "
+                                 f"{tuple(X2.shape)} ({X2.dtype}, {X2.device}) must have the "
+                                 "same input dimension, dtype and device")
+    depths, scalar = _check_depths(depth)
+    w, b = _settings(sw2, sb2, X1.dtype, X1.device, strict_b=False)
+    S = w.shape
+    wv, bv = w[..., None, None], b[..., None, None]
+    d = X1.shape[1]
+    G = X1 @ X2.T
+    if same:       # BLAS does not return an exactly symmetric Gram matrix
+        G = (G + G.T) / 2
+    k12 = (wv * G / d + bv).contiguous()
+    k1 = w[..., None] * (X1 * X1).sum(1) / d + b[..., None]
+    k2 = k1 if same else w[..., None] * (X2 * X2).sum(1) / d + b[..., None]
+    if same:       # exact symmetric diagonal
+        k12.diagonal(dim1=-2, dim2=-1).copy_(k1)
+    t12 = k12.clone()
+    wanted = set(depths)
+    out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for layer in range(1, max(depths) + 1):
+        if layer > 1:
+            k12, k1, k2, t12 = layer_step(act, k12, k1, k2, t12, w, b, same=same)
+        if layer in wanted:
+            out[layer] = (k12.clone(), t12.clone())
+    if scalar:
+        return Kernels(*out[depths[0]])
+    K = torch.stack([out[dd][0] for dd in depths], dim=len(S))
+    T = torch.stack([out[dd][1] for dd in depths], dim=len(S))
+    return Kernels(K, T)
+
+
+# ------------------------------------------------------------------------ fixed points
+
+def _erf_map_q(q, w, b):
+    return w * (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q)) + b
+
+
+def fixed_point(act: str, sw2, sb2, *, iters: int = 200) -> FixedPoint:
+    """Fixed points ``q*``, ``c*``, slopes ``chi_1``, ``chi_c*`` and depth scales.
+
+    ``sw2 > 0`` and ``sb2 > 0`` (numbers or tensors; float64 unless a floating tensor is
+    given). ReLU in closed form: ``chi_1 = chi_c* = sw2/2``, ``c* = 1``,
+    ``q* = sb2 / (1 - sw2/2)`` for ``sw2 < 2`` and ``inf`` for ``sw2 >= 2`` (the diagonal
+    diverges: there is no chaotic phase). Erf by Newton's method: for ``q*`` from
+    ``sw2 + sb2`` (a point right of the root of the concave ``map(q) - q``), for ``c*`` from
+    ``c = 0`` (left of the stable root of the convex ``map(c) - c``), so both converge
+    monotonically; ``iters`` Newton steps.
+    """
+    _check_act(act)
+    ref = next((v for v in (sw2, sb2) if isinstance(v, torch.Tensor) and
+                v.is_floating_point()), None)
+    dtype = ref.dtype if ref is not None else torch.float64
+    device = ref.device if ref is not None else None
+    w, b = _settings(sw2, sb2, dtype, device, strict_b=True)
+    if act == "relu":
+        chi = w / 2
+        q = torch.where(chi < 1, b / (1 - chi).clamp_min(1e-300), torch.full_like(w, math.inf))
+        c = torch.ones_like(w)
+        chi_c = chi.clone()
+    else:
+        q = w + b
+        for _ in range(iters):
+            a = 1 + 2 * q
+            dmap = w * (4 / math.pi) / (a * (1 + 4 * q).sqrt())
+            q = q - (_erf_map_q(q, w, b) - q) / (dmap - 1)
+        a = 1 + 2 * q
+        chi = w * (4 / math.pi) / (1 + 4 * q).sqrt()
+        c = torch.zeros_like(w)
+        for _ in range(iters):
+            g = (w * (2 / math.pi) * torch.arcsin(2 * q * c / a) + b) / q
+            chi_cc = w * (4 / math.pi) / (a * a - 4 * q * q * c * c).clamp_min(1e-300).sqrt()
+            step = (g - c) / (chi_cc - 1)
+            c = torch.where(chi_cc < 1, (c - step).clamp(max=1.0), torch.ones_like(c))
+        # ordered phase (chi_1 <= 1): the only fixed point in [0, 1] is c* = 1 (convexity)
+        c = torch.where(chi <= 1, torch.ones_like(c), c)
+        chi_c = w * (4 / math.pi) / (a * a - 4 * q * q * c * c).clamp_min(1e-300).sqrt()
+    lc, lcc = chi.log(), chi_c.log()
+    xi_1 = 1 / lc.abs()
+    xi_c = 1 / lcc.abs()
+    ratio = lcc - lc
+    xi_star = torch.where(ratio < -1e-12, -1 / ratio.clamp(max=-1e-300),
+                          torch.full_like(w, math.inf))
+    return FixedPoint(q, c, chi, chi_c, xi_1, xi_c, xi_star)
+
+
+def critical_sw2(act: str, sb2, *, iters: int = 100) -> torch.Tensor:
+    """The order-to-chaos transition ``sigma_w^2`` where ``chi_1 = 1``, for each ``sb2 > 0``.
+
+    ReLU: ``2`` for every ``sb2`` (beyond it ``q*`` diverges). Erf: bisection on ``sw2``
+    (``chi_1`` increases with ``sw2``; at ``sw2 = pi/4`` it is ``<= 1``).
+    """
+    _check_act(act)
+    _, b = _settings(1.0, sb2, sb2.dtype if isinstance(sb2, torch.Tensor) and
+                     sb2.is_floating_point() else torch.float64,
+                     sb2.device if isinstance(sb2, torch.Tensor) else None, strict_b=True)
+    if act == "relu":
+        return torch.full_like(b, 2.0)
+    lo = torch.full_like(b, math.pi / 4)
+    hi = torch.full_like(b, 4.0)
+    while bool((fixed_point(act, hi, b).chi_1 <= 1).any()):
+        hi = torch.where(fixed_point(act, hi, b).chi_1 <= 1, 2 * hi, hi)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        chaotic = fixed_point(act, mid, b, iters=60).chi_1 > 1
+        hi = torch.where(chaotic, mid, hi)
+        lo = torch.where(chaotic, lo, mid)
+    return (lo + hi) / 2
+
+
+# ----------------------------------------------------------------------- predictions
+
+def _check_kernel_targets(K_train, Y, K_test_train=None):
+    for name, t in (("K_train", K_train), ("Y", Y), ("K_test_train", K_test_train)):
+        if t is not None and (not isinstance(t, torch.Tensor) or not t.is_floating_point()):
+            raise InfiniteWidthError(f"{name} must be a floating tensor")
+        if t is not None and not torch.isfinite(t).all():
+            raise InfiniteWidthError(f"{name} contains NaN or inf")
+    if K_train.ndim < 2 or K_train.shape[-1] != K_train.shape[-2]:
+        raise InfiniteWidthError(f"K_train must be [..., N, N], got {tuple(K_train.shape)}")
+    N = K_train.shape[-1]
+    if Y.ndim < 1 or Y.shape[0 if Y.ndim == 1 else -2] != N:
+        raise InfiniteWidthError(f"Y {tuple(Y.shape)} must be [N] or [..., N, k] with "
+                                 f"N = {N} (K_train {tuple(K_train.shape)})")
+    if K_test_train is not None and (K_test_train.ndim < 2 or K_test_train.shape[-1] != N):
+        raise InfiniteWidthError(f"K_test_train {tuple(K_test_train.shape)} must be "
+                                 f"[..., M, N] with N = {N}")
+    return Y[:, None] if Y.ndim == 1 else Y
+
+
+def mean_predictor(K_test_train: torch.Tensor, K_train: torch.Tensor,
+                   Y: torch.Tensor) -> torch.Tensor:
+    """``Theta(x, X) Theta(X, X)^{-1} Y``: the mean prediction after infinite training time.
+
+    ``K_test_train`` ``[..., M, N]``, ``K_train`` ``[..., N, N]``, ``Y`` ``[N, k]`` (or
+    ``[N]``, or batched ``[..., N, k]``); batch dimensions broadcast. Returns ``[..., M, k]``.
+    Solved by LU (``torch.linalg.solve``) in the kernels' dtype.
+    """
+    Y = _check_kernel_targets(K_train, Y, K_test_train)
+    return K_test_train @ torch.linalg.solve(K_train, Y.to(K_train.dtype))
+
+
+def linearized(K_train: torch.Tensor, Y: torch.Tensor, *, lr, t, K_test_train=None,
+               discrete: bool = False):
+    """Outputs of the linearized model trained from ``f_0 = 0`` with a frozen kernel.
+
+    Gradient flow on ``(1/2)|f(X) - Y|^2`` with learning rate ``lr`` for time ``t``:
+    ``f_t(X) = (I - e^{-lr K t}) Y`` and ``f_t(x) = K(x, X) K^{-1} (I - e^{-lr K t}) Y``
+    (``discrete=True``: ``t`` steps of gradient descent, ``(I - lr K)^t`` in place of
+    ``e^{-lr K t}``). Computed in the eigenbasis of ``K_train`` (``eigh``), so that small
+    eigenvalues are harmless: ``(1 - e^{-lr t lam}) / lam -> lr t``.
+
+    ``K_train`` ``[..., N, N]`` (symmetric), ``Y`` ``[N, k]`` (or ``[N]``), ``lr`` a number
+    or a tensor broadcastable to the batch shape ``[...]`` (e.g. ``2 / lambda_max`` per
+    setting), ``t >= 0``. Returns ``(f_train [..., N, k], f_test [..., M, k] or None)``.
+    """
+    Y = _check_kernel_targets(K_train, Y, K_test_train)
+    if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0 or \
+            not math.isfinite(t):
+        raise InfiniteWidthError(f"t must be a finite number >= 0, got {t!r}")
+    lr = torch.as_tensor(lr, dtype=K_train.dtype, device=K_train.device)
+    if not torch.isfinite(lr).all() or (lr <= 0).any():
+        raise InfiniteWidthError("lr must be finite and > 0")
+    lam, V = torch.linalg.eigh(K_train)
+    lr_b = lr[..., None] if lr.ndim else lr
+    x = lr_b * lam
+    if discrete:
+        decay = (1 - x) ** t
+    else:
+        decay = torch.exp(-x * t)
+    tiny = lam.abs() <= 1e-300
+    gain = torch.where(tiny, lr_b * t * torch.ones_like(lam),
+                       (1 - decay) / torch.where(tiny, torch.ones_like(lam), lam))
+    if not discrete:
+        gain = torch.where(tiny, gain, -torch.expm1(-x * t) / torch.where(tiny,
+                                                                          torch.ones_like(lam),
+                                                                          lam))
+    coef = V.transpose(-1, -2) @ Y.to(K_train.dtype)                    # [..., N, k]
+    f_train = V @ ((gain * lam)[..., None] * coef)
+    f_test = None
+    if K_test_train is not None:
+        f_test = K_test_train @ (V @ (gain[..., None] * coef))
+    return f_train, f_test
+
+
+# --------------------------------------------------------- finite networks, NTK param.
+
+class Erf(nn.Module):
+    """The elementwise error function."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erf(x)
+
+
+class NTKLinear(nn.Module):
+    """``h = (sigma_w / sqrt(n_in)) W x + sigma_b b`` with ``W, b ~ N(0, 1)`` (NTK
+    parametrization): the gradient with respect to ``(W, b)`` carries the factors, so the
+    empirical NTK of a stack of these tends to :func:`nngp_ntk`'s ``Theta``."""
+
+    def __init__(self, n_in: int, n_out: int, sw2: float, sb2: float, *,
+                 generator: torch.Generator, dtype=torch.float64):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in, generator=generator,
+                                               dtype=torch.float64).to(dtype))
+        self.bias = nn.Parameter(torch.randn(n_out, generator=generator,
+                                             dtype=torch.float64).to(dtype))
+        self.sw, self.sb, self.n_in = math.sqrt(sw2), math.sqrt(sb2), n_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.sw / math.sqrt(self.n_in)) * (x @ self.weight.T) + self.sb * self.bias
+
+
+def ntk_mlp(d_in: int, width: int, depth: int, act: str, sw2: float, sb2: float, *,
+            out: int = 1, seed: int = 0, dtype=torch.float64) -> nn.Sequential:
+    """A finite fully connected network in the NTK parametrization: ``depth`` linear layers
+    (``depth - 1`` hidden layers of ``width`` units, activation ``act``), ``out`` outputs,
+    weights and biases ``N(0, 1)`` drawn from a generator seeded with ``seed``."""
+    _check_act(act)
+    _check_depths(depth)
+    if sw2 <= 0 or sb2 < 0:
+        raise InfiniteWidthError(f"need sw2 > 0 and sb2 >= 0, got {sw2}, {sb2}")
+    gen = torch.Generator().manual_seed(seed)
+    dims = [d_in] + [width] * (depth - 1) + [out]
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers.append(NTKLinear(dims[i], dims[i + 1], sw2, sb2, generator=gen, dtype=dtype))
+        if i < depth - 1:
+            layers.append(nn.ReLU() if act == "relu" else Erf())
+    return nn.Sequential(*layers)
