@@ -264,6 +264,13 @@ def test_spectra_of_the_quadratic():
     pos = lam[lam > q.n_params * 2.3e-16 * top]
     assert abs(float(q.condition_number()) - top / float(pos[0])) <= 1e-8 * top / float(pos[0])
     assert math.isinf(float(q.condition_number(on_range=False))) or float(lam[0]) > 0
+    # without the dense H: the same non-zero spectrum and condition number from the Gram
+    qm = landscape.layer_quadratic(net, 0, X, Y, dense=False)
+    gram = qm.gram_eigvalsh()
+    assert _rel(gram[-pos.numel():], pos) <= 1e-10
+    assert float(qm.condition_number()) == pytest.approx(float(q.condition_number()), rel=1e-8)
+    F = qm.factor()
+    assert _rel(F.T @ F, q.H) <= TOL
     assert q.rank() == int(pos.numel()) and q.rank() <= 8 * 4
     samples = q.trace_hutchinson(2000, generator=_gen(1))
     se = float(samples.std()) / math.sqrt(samples.numel())

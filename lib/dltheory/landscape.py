@@ -389,20 +389,38 @@ class Quadratic:
         rtol = self.n_params * torch.finfo(lam.dtype).eps if rtol is None else rtol
         return int((lam > rtol * lam[-1].clamp_min(0)).sum())
 
+    def factor(self) -> Tensor:
+        """``F = sqrt(2 s) M`` ``[N k, P]`` with ``H = F^T F`` (``M_i = sum_p J_i[:, :, p] (x)
+        z~_{i,p}^T``, the rows of point ``i``): memory ``N k P``, never ``P^2``."""
+        N, k = self.J.shape[:2]
+        M = torch.einsum("naop,njp->naoj", self.J, self.Z).reshape(N * k, -1)
+        return M * math.sqrt(2 * self.scale)
+
+    def gram_eigvalsh(self) -> Tensor:
+        """Eigenvalues (ascending) of ``H`` that can be non-zero, without ``H``: those of the
+        ``[N k, N k]`` Gram matrix ``F F^T`` when ``N k < P`` (``N k`` values), else of
+        ``F^T F`` itself (``P`` values)."""
+        F = self.factor()
+        G = F @ F.T if F.shape[0] < F.shape[1] else F.T @ F
+        return torch.linalg.eigvalsh((G + G.T) / 2)
+
     def condition_number(self, *, on_range: bool = True, rtol: float | None = None) -> Tensor:
         """``lambda_max / lambda_min`` of ``H`` (0-d).
 
         ``H`` is positive semi-definite and usually singular (its rank is at most ``N k``);
         with ``on_range=True`` the smallest eigenvalue above ``rtol * lambda_max`` (default
         ``P * eps``) is used: the conditioning of the quadratic on the range of ``H``, the
-        only directions in which the loss curves. ``on_range=False``: the plain ratio,
-        ``inf`` when ``lambda_min <= 0``.
+        only directions in which the loss curves (from the dense ``H`` when it was built,
+        else from :meth:`gram_eigvalsh`). ``on_range=False``: the plain ratio, ``inf`` when
+        ``lambda_min <= 0`` (needs the dense ``H``).
         """
-        lam = self.eigvalsh()
-        top = lam[-1]
         if not on_range:
+            lam = self.eigvalsh()
+            top = lam[-1]
             return top / lam[0] if lam[0] > 0 else torch.full_like(top, math.inf)
-        rtol = self.n_params * torch.finfo(lam.dtype).eps if rtol is None else rtol
+        lam = self.eigvalsh() if self.H is not None else self.gram_eigvalsh()
+        top = lam[-1]
+        rtol = self.n_params * torch.finfo(lam.dtype).eps if rtol is None else float(rtol)
         pos = lam[lam > rtol * top.clamp_min(0)]
         if pos.numel() == 0:
             return torch.full_like(top, math.inf)

@@ -426,44 +426,31 @@ def range_condition_number(matvec, n: int, *, steps: int = 200,
 # ----------------------------------------------------------------------------- layer Hessian
 
 
+def _quadratic(q):
+    from .landscape import Quadratic
+
+    if not isinstance(q, Quadratic):
+        raise TypeError(f"q must be a dltheory.landscape.Quadratic (from "
+                        f"landscape.layer_quadratic), got {type(q).__name__}")
+    return q
+
+
 def layer_hessian_factor(q) -> Tensor:
-    """``F = sqrt(2 s) M`` ``[N k, P]`` with ``H = F^T F``, for a
-    :class:`dltheory.landscape.Quadratic` ``q`` (``M_i = sum_p J_i[:, :, p] (x)
-    z~_{i,p}^T``, the rows of point ``i``). ``F v`` and ``F^T F`` restricted to a few
-    directions give curvatures without the ``P x P`` matrix."""
-    for attr in ("Z", "J", "scale", "shape"):
-        if not hasattr(q, attr):
-            raise TypeError(f"q must be a dltheory.landscape.Quadratic (from "
-                            f"landscape.layer_quadratic), got {type(q).__name__}")
-    N, k, out, L = q.J.shape
-    M = torch.einsum("naop,njp->naoj", q.J, q.Z).reshape(N * k, -1)
-    return M * math.sqrt(2 * q.scale)
+    """``F [N k, P]`` with ``H = F^T F`` for a :class:`dltheory.landscape.Quadratic` ``q``
+    (:meth:`~dltheory.landscape.Quadratic.factor`): ``F v`` and ``F^T F`` restricted to a
+    few directions give curvatures without the ``P x P`` matrix."""
+    return _quadratic(q).factor()
 
 
 def layer_hessian_eigvalsh(q) -> Tensor:
-    """All eigenvalues (ascending) of a layer's loss Hessian that can be non-zero.
-
-    ``q``: a :class:`dltheory.landscape.Quadratic`. ``H = F^T F`` with ``F = sqrt(2 s) M``
-    ``[N k, P]``; when ``N k < P`` the non-zero eigenvalues of ``H`` are those of the
-    ``[N k, N k]`` Gram matrix ``F F^T`` (returned, ``N k`` values), else ``F^T F``
-    itself (``P`` values). Memory ``N k P``; ``H`` (``P^2``) is never formed.
-    """
-    F = layer_hessian_factor(q)
-    G = F @ F.T if F.shape[0] < F.shape[1] else F.T @ F
-    return torch.linalg.eigvalsh((G + G.T) / 2)
+    """The eigenvalues (ascending) of a layer's loss Hessian that can be non-zero, from the
+    smaller Gram matrix (:meth:`~dltheory.landscape.Quadratic.gram_eigvalsh`); ``H`` is never
+    formed."""
+    return _quadratic(q).gram_eigvalsh()
 
 
 def layer_hessian_condition(q, *, rtol: float | None = None) -> Tensor:
-    """``lambda_max / lambda_min`` of a layer's loss Hessian on its range (0-d).
-
-    The smallest eigenvalue above ``rtol * lambda_max`` (default ``P * eps``, as
-    :meth:`dltheory.landscape.Quadratic.condition_number`) of
-    :func:`layer_hessian_eigvalsh`; ``inf`` for a zero Hessian.
-    """
-    lam = layer_hessian_eigvalsh(q)
-    top = lam[-1]
-    rtol = q.n_params * torch.finfo(lam.dtype).eps if rtol is None else float(rtol)
-    pos = lam[lam > rtol * top.clamp_min(0)]
-    if pos.numel() == 0 or not top > 0:
-        return torch.full_like(top, math.inf)
-    return top / pos[0]
+    """``lambda_max / lambda_min`` of a layer's loss Hessian on its range (0-d),
+    :meth:`dltheory.landscape.Quadratic.condition_number` (from the Gram matrix when the
+    quadratic was built with ``dense=False``); ``inf`` for a zero Hessian."""
+    return _quadratic(q).condition_number(rtol=rtol)

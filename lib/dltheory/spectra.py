@@ -53,10 +53,7 @@ def condition_number(A: torch.Tensor) -> torch.Tensor:
     """Ratio of the largest to the smallest singular value of ``A`` (inf if singular)."""
     if A.ndim != 2:
         raise ValueError(f"A must be a matrix, got shape {tuple(A.shape)}")
-    s = torch.linalg.svdvals(A)
-    if s.min() == 0:
-        return torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
-    return s.max() / s.min()
+    return condition_numbers(A)
 
 
 def null_space_projector(X: torch.Tensor, *, rtol: float | None = None) -> torch.Tensor:
