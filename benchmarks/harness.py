@@ -3,7 +3,9 @@
 A :class:`Benchmark` pairs a *candidate* (the library's hot path) with a *baseline* (a
 naive way to compute the same thing) and a target ``min_speedup``: the benchmark passes
 when ``baseline_time / candidate_time >= min_speedup``. Absolute timings depend on the
-machine; the ratio, measured back to back on the same machine, is what is targeted.
+machine; the ratio, measured back to back on the same machine, is what is targeted. Where an
+issue states an absolute alternative ("within 1.2x of X, or <= 25 ns per entry"), a benchmark
+sets ``max_candidate_s`` and passes when either holds; the table says which one did.
 
 Before anything is timed, the benchmark's ``check`` is run once: a speedup of a wrong
 computation is worthless, so a failing check fails the benchmark.
@@ -48,6 +50,8 @@ class Benchmark:
     ``False``) when the two do not compute the same thing. ``min_speedup`` is the target of
     ``baseline_time / candidate_time``; ``min_memory_ratio`` (CUDA only) the target of
     ``baseline_peak_bytes / candidate_peak_bytes``, reported but not enforced when ``None``.
+    ``max_candidate_s``: an absolute alternative to the ratio (the candidate's median time
+    in seconds); ``None`` (the default) when only the ratio counts.
     """
 
     name: str
@@ -59,6 +63,7 @@ class Benchmark:
     min_memory_ratio: float | None = None
     device: str = "cpu"
     params: dict = field(default_factory=dict)
+    max_candidate_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -68,6 +73,8 @@ class Benchmark:
                              f"{self.min_speedup!r}")
         if self.min_memory_ratio is not None and not self.min_memory_ratio > 0:
             raise ValueError(f"{self.name}: min_memory_ratio must be positive or None")
+        if self.max_candidate_s is not None and not self.max_candidate_s > 0:
+            raise ValueError(f"{self.name}: max_candidate_s must be positive or None")
 
 
 @dataclass
@@ -87,6 +94,7 @@ class Result:
     samples: tuple[int, int] = (0, 0)  # timed calls of candidate, baseline
     device: str = "cpu"
     params: dict = field(default_factory=dict)
+    max_candidate_s: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -104,9 +112,19 @@ class Result:
         return self.memory_ratio >= self.memory_target
 
     @property
+    def ratio_ok(self) -> bool:
+        return self.ratio >= self.target
+
+    @property
+    def absolute_ok(self) -> bool:
+        """The candidate's time is within the absolute alternative (False when none is set)."""
+        return self.max_candidate_s is not None and self.candidate_s <= self.max_candidate_s
+
+    @property
     def passed(self) -> bool:
-        """The check passed, the speed ratio meets its target, and so does memory (if set)."""
-        return self.check_ok and self.ratio >= self.target and self.memory_ok
+        """The check passed, the speed ratio meets its target (or the candidate's time its
+        absolute alternative, when one is set), and memory its target (if set)."""
+        return self.check_ok and (self.ratio_ok or self.absolute_ok) and self.memory_ok
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (NaN and inf become ``None``, as JSON has neither)."""
@@ -173,7 +191,7 @@ def measure(bench: Benchmark, *, repeats: int = 5, warmup: int = 3,
     result = Result(name=bench.name, candidate_s=math.nan, baseline_s=math.nan,
                     target=float(bench.min_speedup), memory_target=bench.min_memory_ratio,
                     repeats=repeats, warmup=warmup, device=str(bench.device),
-                    params=dict(bench.params))
+                    params=dict(bench.params), max_candidate_s=bench.max_candidate_s)
     error = run_check(bench)
     if error is not None:
         result.check_ok, result.check_error = False, error
@@ -261,9 +279,14 @@ def format_table(results: Sequence[Result]) -> str:
         if r.memory_target is not None and r.memory_ratio is not None:
             mem += f" (>= {r.memory_target:g})"
         verdict = "PASS" if r.passed else ("FAIL (check)" if not r.check_ok else "FAIL")
+        if r.passed and not r.ratio_ok:
+            verdict = f"PASS (candidate <= {r.max_candidate_s:.3g} s)"
         ratio = "-" if math.isnan(r.ratio) else f"{r.ratio:.3g}x"
-        rows.append([r.name, _fmt_s(r.candidate_s), _fmt_s(r.baseline_s), ratio,
-                     f">= {r.target:g}x", mem, f"{r.samples[0]}/{r.samples[1]}", verdict])
+        target = f">= {r.target:.3g}x"
+        if r.max_candidate_s is not None:
+            target += f" or <= {r.max_candidate_s:.3g} s"
+        rows.append([r.name, _fmt_s(r.candidate_s), _fmt_s(r.baseline_s), ratio, target, mem,
+                     f"{r.samples[0]}/{r.samples[1]}", verdict])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                        for i, (c, w) in enumerate(zip(row, widths, strict=True)))

@@ -109,6 +109,26 @@ def test_memory_target_is_enforced_only_when_set():
     assert not Result(**base, memory_ratio=1.1, memory_target=1.2).passed
 
 
+def test_absolute_alternative_passes_a_missed_ratio_only_when_set_and_met():
+    base = dict(name="x", candidate_s=2e-8, baseline_s=1e-8, target=1 / 1.2)   # ratio 0.5
+    assert not Result(**base).passed
+    assert Result(**base, max_candidate_s=2.5e-8).passed
+    assert not Result(**base, max_candidate_s=1.5e-8).passed
+    assert not Result(**{**base, "candidate_s": math.nan}, max_candidate_s=1.0).passed
+    failed_check = Result(**base, max_candidate_s=1.0, check_ok=False)
+    assert not failed_check.passed
+    table = harness.format_table([Result(**base, max_candidate_s=2.5e-8)])
+    assert "or <= 2.5e-08 s" in table and "PASS (candidate <= 2.5e-08 s)" in table
+    clock = FakeClock()
+    r = measure(Benchmark(name="y", description="", candidate=clock.work(3.0),
+                          baseline=clock.work(1.0), min_speedup=1.0,
+                          max_candidate_s=3.5), repeats=2, warmup=0, clock=clock)
+    assert r.ratio < 1.0 and r.max_candidate_s == 3.5 and r.passed
+    with pytest.raises(ValueError, match="max_candidate_s"):
+        Benchmark(name="x", description="", candidate=lambda: 0, baseline=lambda: 0,
+                  min_speedup=1.0, max_candidate_s=0.0)
+
+
 @pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}])
 def test_measure_rejects_bad_counts(kw):
     clock = FakeClock()

@@ -179,6 +179,38 @@ def test_recursion_matches_naive_quadrature_loop(act):
     assert ((T - Tn).abs() / Tn.abs()).max() < tol
 
 
+@pytest.mark.parametrize("act", ["relu", "erf"])
+@pytest.mark.parametrize("cross", [False, True])
+def test_row_blocks_do_not_change_the_result(act, cross, monkeypatch):
+    """The recursion runs on row blocks (``BLOCK_ENTRIES``): blocks of 1, 2 and 3 rows (so
+    the last block is ragged, and the diagonal falls at every offset) give the one-block
+    result, for batched settings and several depths; and so does a step-by-step loop of
+    ``layer_step`` on the full matrices."""
+    X1 = _x((11, 5), 3)
+    X2 = _x((7, 5), 4) if cross else None
+    sw2 = torch.tensor([[0.7], [2.5]], dtype=F64)
+    sb2 = torch.tensor([0.0, 0.3, 1.1], dtype=F64)
+    monkeypatch.setattr(inf, "BLOCK_ENTRIES", 10**6)
+    whole = inf.nngp_ntk(X1, X2, act=act, sw2=sw2, sb2=sb2, depth=[1, 4, 2, 6])
+    n2 = 7 if cross else 11
+    for rows in (1, 2, 3):
+        monkeypatch.setattr(inf, "BLOCK_ENTRIES", rows * n2)
+        blocked = inf.nngp_ntk(X1, X2, act=act, sw2=sw2, sb2=sb2, depth=[1, 4, 2, 6])
+        assert torch.allclose(blocked.nngp, whole.nngp, rtol=1e-14, atol=0)
+        assert torch.allclose(blocked.ntk, whole.ntk, rtol=1e-14, atol=0)
+    Y = X1 if X2 is None else X2
+    k12 = (sw2[..., None, None] * (X1 @ Y.T) / 5 + sb2[:, None, None]).contiguous()
+    k1 = sw2[..., None] * (X1 * X1).sum(1) / 5 + sb2[:, None]
+    k2 = sw2[..., None] * (Y * Y).sum(1) / 5 + sb2[:, None]
+    if not cross:
+        k12.diagonal(dim1=-2, dim2=-1).copy_(k1)
+    t12 = k12.clone()
+    for _ in range(5):
+        k12, k1, k2, t12 = inf.layer_step(act, k12, k1, k2, t12, sw2, sb2, same=not cross)
+    assert torch.allclose(k12, whole.nngp[..., 3, :, :], rtol=1e-13, atol=0)
+    assert torch.allclose(t12, whole.ntk[..., 3, :, :], rtol=1e-13, atol=0)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.sampled_from(["relu", "erf"]), st.floats(0.2, 4.0), st.floats(0.0, 1.0),
        st.integers(1, 6), st.integers(0, 10_000))
