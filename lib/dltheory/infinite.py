@@ -59,6 +59,8 @@ __all__ = [
     "Kernels",
     "FixedPoint",
     "nngp_ntk",
+    "cnn_nngp_ntk",
+    "READOUTS",
     "layer_step",
     "fixed_point",
     "critical_sw2",
@@ -66,7 +68,9 @@ __all__ = [
     "linearized",
     "Erf",
     "NTKLinear",
+    "NTKConv2d",
     "ntk_mlp",
+    "ntk_cnn",
 ]
 
 ACTIVATIONS = ("relu", "erf")
@@ -368,6 +372,142 @@ def nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2,
     return Kernels(K.view(*S, len(depths), N1, N2), T.view(*S, len(depths), N1, N2))
 
 
+# -------------------------------------------------------------- convolutional networks
+
+READOUTS = ("flatten", "gap")
+
+
+def _pair_terms(act: str, k12: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor):
+    """``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` for ``Cov(u, v) = k12`` and variances
+    ``ka``, ``kb`` (all broadcast together)."""
+    if act == "relu":
+        s = (ka * kb).sqrt()
+        c = (k12 / s.clamp_min(1e-300)).clamp(-1.0, 1.0)
+        psi = math.pi - torch.arccos(c)
+        return (s * (1 - c * c).sqrt() + psi * k12) / _TWO_PI, psi / _TWO_PI
+    aa = ((1 + 2 * ka) * (1 + 2 * kb)).sqrt()
+    r = (2 * k12 / aa).clamp(-1.0, 1.0)
+    return (2 / math.pi) * torch.arcsin(r), (4 / math.pi) / (aa * (1 - r * r).sqrt())
+
+
+def _box(A: torch.Tensor) -> torch.Tensor:
+    """``(1/9) sum_delta A[..., p + delta]`` over the 3x3 offsets ``delta``, circular, on the
+    last two (spatial) axes."""
+    H, W = A.shape[-2:]
+    flat = nn.functional.pad(A.reshape(-1, 1, H, W), (1, 1, 1, 1), mode="circular")
+    return nn.functional.avg_pool2d(flat, 3, stride=1).reshape(A.shape)
+
+
+def _check_images(X, name: str) -> torch.Tensor:
+    if not isinstance(X, torch.Tensor) or X.ndim != 4:
+        raise InfiniteWidthError(f"{name} must be images [N, C, H, W], got "
+                                 f"{getattr(X, 'shape', type(X).__name__)}")
+    if not X.is_floating_point():
+        raise InfiniteWidthError(f"{name} must be floating point, got {X.dtype}")
+    if not torch.isfinite(X).all():
+        raise InfiniteWidthError(f"{name} contains NaN or inf")
+    return X
+
+
+def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2: float,
+                 sb2: float, depth, readout: str) -> Kernels:
+    """Infinite-width NNGP and NTK of a convolutional network (:func:`ntk_cnn`): ``depth - 1``
+    3x3 convolutions with circular padding, stride 1, each followed by ``act``, then a dense
+    readout of the flattened features (``"flatten"``) or of their global average over
+    positions (``"gap"``); NTK parametrization, as :func:`nngp_ntk` (``depth = 1`` is the
+    readout of the input).
+
+    With ``K^l_{pp'}(x, x')`` the covariance between position ``p`` of ``x`` and ``p'`` of
+    ``x'``, a convolution gives ``K^{l+1}_{pp'} = sigma_w^2 (1/9) sum_delta
+    E[phi(u_{p+delta}) phi(v_{p'+delta})] + sigma_b^2`` (and the NTK likewise with the
+    derivative term). Indexed by ``(p, r = p' - p)``, a convolution is a 3x3 box filter over
+    ``p`` at fixed ``r``, and ``r = 0`` is closed under the recursion: a flatten readout needs
+    ``[N1, N2, H, W]`` per layer, a pooled one every offset, ``[N1, N2, H W, H, W]``. The
+    readout averages over ``p`` (flatten) or over ``(p, p')`` (gap).
+
+    Args:
+        X1: images ``[N1, C, H, W]``; X2: ``[N2, C, H, W]`` (default: ``X1``).
+        act: ``"relu"`` or ``"erf"``. sw2 > 0, sb2 >= 0: numbers.
+        depth: an int ``>= 1`` or a sequence of ints.
+        readout: ``"flatten"`` or ``"gap"``.
+
+    Returns:
+        :class:`Kernels` ``[N1, N2]`` (or ``[D, N1, N2]`` for ``D`` depths).
+    """
+    _check_act(act)
+    if readout not in READOUTS:
+        raise InfiniteWidthError(f"unknown readout {readout!r}; use one of {READOUTS}")
+    X1 = _check_images(X1, "X1")
+    same = X2 is None
+    X2 = X1 if same else _check_images(X2, "X2")
+    if X1.shape[1:] != X2.shape[1:] or X1.dtype != X2.dtype or X1.device != X2.device:
+        raise InfiniteWidthError(f"X1 {tuple(X1.shape)} and X2 {tuple(X2.shape)} must be "
+                                 "images of one shape, dtype and device")
+    for name, v in (("sw2", sw2), ("sb2", sb2)):
+        if isinstance(v, torch.Tensor) and v.numel() != 1:
+            raise InfiniteWidthError(f"{name}: one setting per call for CNN kernels")
+    w = float(_variance("sigma_w^2 (sw2)", sw2, X1.dtype, X1.device, strict=True))
+    b = float(_variance("sigma_b^2 (sb2)", sb2, X1.dtype, X1.device, strict=False))
+    depths, scalar = _check_depths(depth)
+    C, H, W = X1.shape[1:]
+    # The state is indexed by (x, x', r, p): the covariance of position p of x with position
+    # p + r of x' (circular). A convolution shifts p and p + r by the same offset, so in
+    # these coordinates it is a 3x3 box filter over p for each r. Flatten needs r = 0 only.
+    offsets = [(0, 0)] if readout == "flatten" else \
+        [(i, j) for i in range(H) for j in range(W)]          # r = (0, 0) first
+
+    def at_offsets(Z: torch.Tensor) -> torch.Tensor:
+        """``Z [N, ..., H, W]`` -> ``[N, ..., R, H, W]`` with entry ``Z[..., p + r]``."""
+        return torch.stack([torch.roll(Z, shifts=(-i, -j), dims=(-2, -1)) for i, j in offsets],
+                           dim=-3)
+
+    G = torch.einsum("nchw,mcrhw->nmrhw", X1, at_offsets(X2)) / C  # [N1, N2, R, H, W]
+    g1 = (X1 * X1).sum(1) / C                                      # [N1, H, W]
+    g2 = (X2 * X2).sum(1) / C
+
+    top = max(depths)
+    # the variances of every layer's units (x = x', r = 0), O(N P) each
+    k1s, k2s = [w * _box(g1) + b], [w * _box(g2) + b]
+    for _ in range(top - 2):
+        k1s.append(w * _box(_pair_terms(act, k1s[-1], k1s[-1], k1s[-1])[0]) + b)
+        k2s.append(k1s[-1] if same else
+                   w * _box(_pair_terms(act, k2s[-1], k2s[-1], k2s[-1])[0]) + b)
+    diag = [_pair_terms(act, k, k, k) for k in k1s]   # E[phi^2], E[phi'^2]
+    k2r = [at_offsets(k)[None] for k in k2s]           # columns' variances at p + r
+    sp = (2, 3, 4)
+    N1, N2 = G.shape[:2]
+    lin = w * G.mean(dim=sp) + b                       # depth 1: the readout of the input
+    outK = {d: lin.clone() if d == 1 else G.new_empty(N1, N2) for d in set(depths)}
+    outT = {d: lin.clone() if d == 1 else G.new_empty(N1, N2) for d in set(depths)}
+    # Rows are independent given the variances: each block of rows goes through every layer
+    # while it is in cache.
+    rows = max(1, min(N1, (BLOCK_ENTRIES * 4) // G[0].numel()))
+    for r0 in range(0, N1, rows):
+        r1 = min(N1, r0 + rows)
+        K = _box(G[r0:r1]).mul_(w).add_(b)             # the first convolution
+        Th = K.clone()
+        for layer in range(2, top + 1):
+            i = layer - 2
+            Fk, Fd = _pair_terms(act, K, k1s[i][r0:r1, None, None], k2r[i])
+            if same:             # entries x = x', r = 0: the exact variances
+                idx = torch.arange(r0, r1, device=G.device)
+                Fk[idx - r0, idx, 0] = diag[i][0][r0:r1]
+                Fd[idx - r0, idx, 0] = diag[i][1][r0:r1]
+            Fd *= Th
+            if layer in outK:    # the readout averages over p (flatten) or (p, p + r)
+                outK[layer][r0:r1] = Fk.mean(dim=sp).mul_(w).add_(b)
+                outT[layer][r0:r1] = Fd.mean(dim=sp).mul_(w).add_(outK[layer][r0:r1])
+            if layer == top:
+                break
+            K = _box(Fk).mul_(w).add_(b)
+            Th = _box(Fd).mul_(w).add_(K)
+    out = {d: (outK[d], outT[d]) for d in outK}
+    if scalar:
+        return Kernels(*out[depths[0]])
+    return Kernels(torch.stack([out[d][0] for d in depths]),
+                   torch.stack([out[d][1] for d in depths]))
+
+
 # ------------------------------------------------------------------------ fixed points
 
 def _erf_map_q(q, w, b):
@@ -564,4 +704,54 @@ def ntk_mlp(d_in: int, width: int, depth: int, act: str, sw2: float, sb2: float,
         layers.append(NTKLinear(dims[i], dims[i + 1], sw2, sb2, generator=gen, dtype=dtype))
         if i < depth - 1:
             layers.append(nn.ReLU() if act == "relu" else Erf())
+    return nn.Sequential(*layers)
+
+
+class NTKConv2d(nn.Module):
+    """``h = (sigma_w / sqrt(9 c_in)) W * x + sigma_b b``: a 3x3 convolution with circular
+    padding in the NTK parametrization, ``W, b ~ N(0, 1)``."""
+
+    def __init__(self, c_in: int, c_out: int, sw2: float, sb2: float, *,
+                 generator: torch.Generator, dtype=torch.float64):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, 3, 3, generator=generator,
+                                               dtype=torch.float64).to(dtype))
+        self.bias = nn.Parameter(torch.randn(c_out, generator=generator,
+                                             dtype=torch.float64).to(dtype))
+        self.sw, self.sb, self.fan = math.sqrt(sw2), math.sqrt(sb2), 9 * c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, (1, 1, 1, 1), mode="circular")
+        return (self.sw / math.sqrt(self.fan)) * nn.functional.conv2d(x, self.weight) + \
+            self.sb * self.bias[:, None, None]
+
+
+class _GlobalMean(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))
+
+
+def ntk_cnn(c_in: int, hw: tuple[int, int], width: int, depth: int, act: str, sw2: float,
+            sb2: float, *, readout: str, out: int = 1, seed: int = 0,
+            dtype=torch.float64) -> nn.Sequential:
+    """A finite convolutional network in the NTK parametrization, the finite counterpart of
+    :func:`cnn_nngp_ntk`: ``depth - 1`` layers of :class:`NTKConv2d` (``width`` channels) and
+    ``act``, then ``"flatten"`` or ``"gap"`` and an :class:`NTKLinear` readout to ``out``
+    outputs. Inputs ``[N, c_in, *hw]``."""
+    _check_act(act)
+    _check_depths(depth)
+    if readout not in READOUTS:
+        raise InfiniteWidthError(f"unknown readout {readout!r}; use one of {READOUTS}")
+    if sw2 <= 0 or sb2 < 0:
+        raise InfiniteWidthError(f"need sw2 > 0 and sb2 >= 0, got {sw2}, {sb2}")
+    gen = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    c = c_in
+    for _ in range(depth - 1):
+        layers += [NTKConv2d(c, width, sw2, sb2, generator=gen, dtype=dtype),
+                   nn.ReLU() if act == "relu" else Erf()]
+        c = width
+    fan = c * hw[0] * hw[1] if readout == "flatten" else c
+    layers += [nn.Flatten() if readout == "flatten" else _GlobalMean(),
+               NTKLinear(fan, out, sw2, sb2, generator=gen, dtype=dtype)]
     return nn.Sequential(*layers)

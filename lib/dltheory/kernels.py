@@ -70,13 +70,16 @@ from .infinite import (  # noqa: F401
     FixedPoint,
     InfiniteWidthError,
     Kernels,
+    NTKConv2d,
     NTKLinear,
+    cnn_nngp_ntk,
     critical_sw2,
     fixed_point,
     layer_step,
     linearized,
     mean_predictor,
     nngp_ntk,
+    ntk_cnn,
     ntk_mlp,
 )
 from .nets import Abs
