@@ -10,6 +10,7 @@ are ties of the top two logits.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -331,6 +332,123 @@ def test_plain_mlp_fast_path_equals_the_general_cuts(act, depth, width, bias, se
     assert float((fast - slow).abs().max()) <= 1e-12
 
 
+PATHS = ["kinks", "products"]
+
+
+@contextlib.contextmanager
+def _fast_path(path: str):
+    """The plain-MLP fast path's way to the next layer's pre-activations at new points:
+    from the kinks of the current activations (regions._kink_values) or from the matrix
+    products (its way below regions._KINK_WIDTH)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(regions, "_KINK_WIDTH", 0 if path == "kinks" else 10**9)
+        yield
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=25, deadline=None)
+@given(act=st.sampled_from(["relu", "leaky_relu", "abs"]), depth=st.integers(1, 4),
+       width=st.integers(3, 48), length=st.sampled_from([1.0, 4.0, 16.0]),
+       bias=st.booleans(), seed=st.integers(0, 10**6))
+def test_both_fast_paths_equal_the_general_cuts(path, act, depth, width, length, bias, seed):
+    # Long segments put many roots (more than a block of _kink_values) on one piece.
+    net = nets.mlp([5, *[width] * depth, 3], act=act, bias=bias, seed=seed,
+                   bias_std=0.3 if bias else 0.0)
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(5, generator=gen, dtype=F64)
+    x1 = x0 + length * torch.randn(5, generator=gen, dtype=F64)
+    with _fast_path(path):
+        fast = regions.on_segment(net, x0, x1).t
+    slow = regions.on_segment(nn.Sequential(nn.Identity(), net), x0, x1).t
+    assert fast.numel() == slow.numel()
+    assert float((fast - slow).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "abs"])
+def test_both_fast_paths_on_a_wide_net_equal_the_general_cuts(path, act):
+    # width 320 (the kink path by default), a segment crossing ~600 regions
+    net = nets.mlp([16, 320, 320, 320, 10], act=act, seed=3, bias_std=0.1)
+    x0 = _randn(16, seed=4)
+    x1 = x0 + 8 * _randn(16, seed=5)
+    with _fast_path(path):
+        fast = regions.on_segment(net, x0, x1)
+    slow = regions.on_segment(nn.Sequential(nn.Identity(), net), x0, x1)
+    assert fast.n_regions == slow.n_regions > 300
+    assert float((fast.t - slow.t).abs().max()) <= 1e-12
+    # every piece has one code, and adjacent pieces differ
+    ta, tb = fast.t[:-1], fast.t[1:]
+    for frac in (0.02, 0.98):
+        codes = cpa.codes(net, fast.points(ta + frac * (tb - ta)))
+        assert bool(cpa.same_code(codes, fast.codes).all())
+    assert not bool(cpa.same_code([c[:-1] for c in fast.codes], [c[1:] for c in fast.codes])
+                    .any())
+
+
+def _first_layer_kinks(net: nn.Sequential, x0, x1, ts: torch.Tensor):
+    """The sign changes of the first hidden layer's units between consecutive points ``ts``
+    (a naive loop over pieces and units; the first layer is affine in ``t`` everywhere),
+    sorted by piece and position: piece, unit, position f, size c."""
+    z = net[0](x0 + ts[:, None] * (x1 - x0)).detach()
+    act = net[1]    # the jump of the activation's slope at 0
+    slope_jump = {nn.ReLU: 1.0, nn.LeakyReLU: 1.0 - getattr(act, "negative_slope", 0.0),
+                  nets.Abs: 2.0}[type(act)]
+    rows = []
+    for q in range(ts.numel() - 1):
+        for unit in range(z.shape[1]):
+            a, b = float(z[q, unit]), float(z[q + 1, unit])
+            if (a < 0) != (b < 0):
+                rows.append((q, a / (a - b), unit, slope_jump * abs(b - a)))
+    rows.sort()
+    p = torch.tensor([r[0] for r in rows])
+    f = torch.tensor([r[1] for r in rows], dtype=F64)
+    u = torch.tensor([r[2] for r in rows])
+    c = torch.tensor([r[3] for r in rows], dtype=F64)
+    return p, u, f, c
+
+
+@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "abs"])
+@pytest.mark.parametrize("n_points", [2, 7, 40])
+@pytest.mark.parametrize("block", [4, 16])
+def test_kink_values_equal_the_forward_pass(kind, n_points, block):
+    # The second layer's pre-activations at the first layer's kinks, from the kinks
+    # (Green's function of the piece, in blocks) against the network's forward pass there.
+    # One piece (n_points = 2) holds all ~80 kinks (blocks chained); 40 points give small
+    # pieces, some spanning two blocks.
+    net = nets.mlp([6, 400, 50, 2], act=kind, seed=11, bias_std=0.2)
+    x0 = _randn(6, seed=12)
+    x1 = x0 + 10 * _randn(6, seed=13)
+    ts = torch.cat([_t(0.0), torch.rand(n_points - 2, generator=torch.Generator()
+                                        .manual_seed(14), dtype=F64).sort().values, _t(1.0)])
+    p, u, f, c = _first_layer_kinks(net, x0, x1, ts)
+    m = p.numel()
+    assert m > 2 * block
+    pad = -m % block                     # dummies: copies of the last kink, of size 0
+    p, u, f = (torch.cat([t, t[-1:].expand(pad)]) for t in (p, u, f))
+    c = torch.cat([c, c.new_zeros(pad)])
+    second = net[2]
+    vals = second(net[1](net[0](x0 + ts[:, None] * (x1 - x0)))).detach()
+    z = regions._kink_values(second.weight.detach(), vals, p, u, f, c, block=block)
+    assert z.shape == (m + pad, 50)
+    t = ts[p] + f * (ts[p + 1] - ts[p])
+    ref = second(net[1](net[0](x0 + t[:, None] * (x1 - x0)))).detach()
+    scale = float(vals.abs().max())
+    assert float((z - ref).abs().max()) <= 1e-12 * scale
+
+
+@FAST
+@given(n=st.integers(1, 30), units=st.integers(1, 70), seed=st.integers(0, 10**6))
+def test_sign_changes_are_the_dense_comparison(n, units, seed):
+    gen = torch.Generator().manual_seed(seed)
+    pre = torch.randn(n, units, generator=gen, dtype=F64)
+    pre[torch.rand(n, units, generator=gen) < 0.1] = 0.0      # zero is >= 0 (active) ...
+    pre[torch.rand(n, units, generator=gen) < 0.1] = -0.0     # ... and so is -0.0
+    neg = pre < 0
+    p_ref, u_ref = (neg[:-1] != neg[1:]).nonzero(as_tuple=True)
+    p, u = regions._sign_changes(pre)
+    assert torch.equal(p, p_ref) and torch.equal(u, u_ref)
+
+
 def test_fast_path_is_only_for_plain_mlps():
     z = torch.zeros(4, dtype=torch.float64)
     assert regions._plain_mlp(nets.mlp([4, 8, 8, 2], act="maxout"), z) is None
@@ -494,3 +612,17 @@ def test_partitions_keep_the_network_they_cut():
     frozen = (A_seg @ xs[:, :, None]).squeeze(-1) + b_seg
     assert torch.allclose(frozen, seg.net(xs), rtol=1e-12, atol=1e-12)
     assert seg.net is not net and pl.net is not net
+
+
+def test_long_segment_benchmark_checks_the_fast_path_against_the_general_one(monkeypatch):
+    from benchmarks import bench_regions
+    from benchmarks.harness import run_check
+
+    bench = bench_regions._segment_long("cpu", widths=[6, 40, 40, 3], length=6.0)
+    assert bench.params["regions"] > 20 and bench.min_speedup >= 1.0
+    assert run_check(bench) is None
+    # a fast path that loses a breakpoint fails the check
+    full = regions._mlp_breaks
+    monkeypatch.setattr(regions, "_mlp_breaks",
+                        lambda *a, **k: torch.cat([full(*a, **k)[:2], full(*a, **k)[3:]]))
+    assert "regions" in run_check(bench)

@@ -238,13 +238,46 @@ def _on_line(x0: Tensor, dx: Tensor, t: Tensor) -> Tensor:
     return x0 + t.reshape(-1, *([1] * x0.dim())) * dx
 
 
+def _signs(pre: Tensor) -> Tensor:
+    """``pre < 0`` for ``pre [N, U]``, as ``[N, W]`` bools with ``W`` the multiple of 8 from
+    ``U`` on (the padding ``False``)."""
+    n, units = pre.shape
+    width = -(-units // 8) * 8
+    neg = torch.empty(n, width, dtype=torch.bool, device=pre.device)
+    if width == units:
+        return torch.lt(pre, 0, out=neg)
+    neg[:, units:] = False
+    torch.lt(pre, 0, out=neg[:, :units])
+    return neg
+
+
+def _changes(neg: Tensor) -> tuple[Tensor, Tensor]:
+    """Where consecutive rows of ``neg [N, W]`` (bools, ``W`` a multiple of 8) differ: rows
+    ``p`` (between ``p`` and ``p + 1``) and columns ``u``, ``[C]`` each, in row-major order.
+    The rows are compared eight columns at a time (viewed as int64 words), and only the few
+    words that differ are expanded (``nonzero`` over every column costs several times
+    more)."""
+    words = neg.view(torch.int64)                                    # [N, W / 8]
+    diff = words[1:] ^ words[:-1]
+    p, q = diff.nonzero(as_tuple=True)                                # differing words (few)
+    i, b = diff[p, q].view(torch.uint8).view(-1, 8).nonzero(as_tuple=True)
+    return p[i], q[i] * 8 + b
+
+
+def _sign_changes(pre: Tensor) -> tuple[Tensor, Tensor]:
+    """Where a unit changes sign (``< 0`` against ``>= 0``) between consecutive rows of
+    ``pre [N, U]``: the row ``p`` (a change between rows ``p`` and ``p + 1``) and the unit
+    ``u`` of each change, ``[C]`` each, in row-major order. One comparison pass over
+    ``pre`` (:func:`_signs`, :func:`_changes`)."""
+    return _changes(_signs(pre))
+
+
 def _unit_roots(t: Tensor, pre: Tensor, eps: float) -> Tensor:
     """Zeros of ReLU-type pre-activations, affine on each piece ``[t_i, t_{i+1}]``.
 
     ``t [N]`` sorted, ``pre [N, U]`` -> roots (unsorted) where a unit changes sign strictly
     (beyond ``eps``) between consecutive points."""
-    neg = pre < 0
-    p, u = (neg[:-1] != neg[1:]).nonzero(as_tuple=True)             # sign changes (few)
+    p, u = _sign_changes(pre)
     fa, fb = pre[p, u], pre[p + 1, u]
     beyond = (fa.abs() > eps) & (fb.abs() > eps)
     p, fa, fb = p[beyond], fa[beyond], fb[beyond]
@@ -333,34 +366,237 @@ def _plain_mlp(net: nn.Module, x0: Tensor) -> list[_Dense] | None:
     return layers or None
 
 
+class _Pending(NamedTuple):
+    """A layer's pre-activations at the sorted points, not merged into one array: row ``i``
+    of ``old`` is at point ``pos_old[i]``, row ``j`` of ``new`` at ``pos_new[j]``; rows sent to
+    ``n`` or beyond are at no point (and zero)."""
+
+    old: Tensor
+    new: Tensor
+    pos_old: Tensor
+    pos_new: Tensor
+    n: int
+
+
+def _site_changes(pre: Tensor | _Pending) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """The sign changes of a layer's units between consecutive points: rows ``p``, units
+    ``u`` (as :func:`_sign_changes`), the values at both ends ``fa, fb``, and the largest
+    magnitude at the points. A :class:`_Pending` layer is read without merging its rows:
+    only its signs are merged (a byte per unit)."""
+    if isinstance(pre, Tensor):
+        p, u = _sign_changes(pre)
+        return p, u, pre[p, u], pre[p + 1, u], _scale(pre)
+    old, new, pos_old, pos_new, n = pre
+    n_old, units = old.shape
+    a, b = _signs(old).view(torch.int64), _signs(new).view(torch.int64)   # 8 signs a word
+    neg = a.new_empty((n_old + new.shape[0], a.shape[1]))
+    neg.index_copy_(0, pos_old, a).index_copy_(0, pos_new, b)
+    p, u = _changes(neg[:n].view(torch.bool))
+    row = torch.empty(n_old + new.shape[0], dtype=torch.long, device=old.device)
+    row.index_copy_(0, pos_old, torch.arange(n_old, device=old.device))
+    row.index_copy_(0, pos_new, torch.arange(n_old, row.numel(), device=old.device))
+    at = row[:n] * units          # flat offsets of the points' rows in [old; new]
+    flat_old, flat_new = old.view(-1), new.view(-1)
+    split = n_old * units
+
+    def value(i: Tensor) -> Tensor:
+        i = i + u
+        fresh = i >= split
+        return torch.where(fresh, flat_new[(i - split).clamp_min_(0)],
+                           flat_old[i.clamp_max(split - 1)])
+
+    return p, u, value(at[p]), value(at[p + 1]), max(_scale(old), _scale(new))
+
+
+_BLOCK = 16  # kinks per block in _kink_values (one [block, block] matrix per block)
+# From this width on a layer's roots get the next layer's pre-activations from its kinks
+# (_kink_values); below it from the matrix product, as cheap there (measured on a 2-core CPU).
+_KINK_WIDTH = 320
+
+
+def _act_(layer: _Dense, z: Tensor) -> Tensor:
+    """``layer.act(z)`` in place."""
+    if layer.kind == "relu":
+        return z.relu_()
+    if layer.kind == "abs":
+        return z.abs_()
+    return torch.nn.functional.leaky_relu_(z, layer.slopes[1])
+
+
+def _merge(old: Tensor, new: Tensor, pos_old: Tensor, pos_new: Tensor, n: int) -> Tensor:
+    """The first ``n`` rows of the interleaving of ``old`` and ``new``: row ``i`` of ``old``
+    goes to ``pos_old[i]``, row ``j`` of ``new`` to ``pos_new[j]`` (distinct positions,
+    ``< len(old) + len(new)``; rows sent to ``n`` or beyond are dropped)."""
+    out = old.new_empty((old.shape[0] + new.shape[0], *old.shape[1:]))
+    out.index_copy_(0, pos_old, old)
+    out.index_copy_(0, pos_new, new)
+    return out[:n]
+
+
+def _between_ends(old: Tensor, n: int) -> Tensor:
+    """``[n, ...]`` with the two rows of ``old`` first and last; rows ``1 .. n - 2`` to be
+    filled (the new points between the two ends)."""
+    out = old.new_empty((n, *old.shape[1:]))
+    out[0], out[-1] = old[0], old[1]
+    return out
+
+
+def _kink_values(W: Tensor, vals: Tensor, p: Tensor, u: Tensor, f: Tensor, c: Tensor, *,
+                 block: int = _BLOCK) -> Tensor:
+    """The next layer's pre-activations at the kinks of this layer's activations, without a
+    matrix product.
+
+    On a piece ``[a, b]`` of the current partition every unit of this layer is affine, so
+    the next layer's pre-activation ``z = W act(.) + bias`` is piecewise affine with a kink
+    where a unit ``u`` changes sign, at ``t = a + f (b - a)``: there the slope of ``z`` (per
+    unit of ``f``) jumps by ``c W[:, u]``, ``c = (s_+ - s_-) |pre_u(b) - pre_u(a)|`` (``s_+,
+    s_-`` the activation's slopes; the jump is upward whichever way the unit crosses).
+    Given its values at the ends, ``z`` at a point ``g`` of the piece is the linear
+    interpolation minus the Green's function of the kinks::
+
+        z(g) = (1 - g) z(a) + g z(b) - sum_i c_i min(f_i, g) (1 - max(f_i, g)) W[:, u_i],
+
+    with non-negative weights (nothing cancels between the two ends, and no step size
+    enters). The kinks are cut into blocks of ``block`` consecutive ones; the sum over a
+    block is one small matrix product ``[block, block] @ [block, w']``, and a piece
+    spanning blocks adds the other blocks' sums over it: the blocks' sums over their first
+    and last pieces (one ``[2, block] @ [block, w']`` product per block), summed by two
+    ``[blocks, blocks]`` products. About ``2 (block + 4) w'`` flops per kink, against
+    ``2 U w'`` for the next layer's matrix product at the point.
+
+    ``W [w', U]``: the next layer's weight; ``vals [N, w']``: its pre-activations at the
+    sorted points; the kinks, ``[M]`` each, ``M`` a multiple of ``block``, sorted by piece
+    and then position: ``p`` (piece index), ``u`` (unit), ``f`` (position in the piece, in
+    ``[0, 1]``) and ``c`` (size; 0 for dummies). Returns ``[M, w']``."""
+    nb = p.numel() // block
+    P, F, C = p.view(nb, block), f.view(nb, block), c.view(nb, block)
+    cols = torch.gather(W, 1, u.expand(W.shape[0], -1))      # [w', M]: the columns W[:, u]
+    cols = cols.view(-1, nb, block).permute(1, 2, 0)         # [blocks, block, w']
+    one = bool(p[0] == p[-1])                                 # a single piece
+    coef = torch.stack([1 - F, F], -1)                       # [blocks, block, 2]
+    spans = nb > 1 and (one or bool((P[1:, 0] == P[:-1, -1]).any()))   # a piece spans blocks
+    if spans:  # the blocks' sums over their last and first pieces
+        first, last = P == P[:, :1], P == P[:, -1:]
+        cf = C * F
+        part = torch.bmm(torch.stack([cf * last, (C - cf) * first], 1), cols)  # [blocks, 2, w']
+        if one:
+            after = torch.ones(nb, nb, dtype=F.dtype, device=F.device).triu_(1)
+            before = after.T
+        else:
+            beta = torch.arange(nb, device=p.device)
+            start = torch.searchsorted(p, P[:, 0].contiguous()) // block   # the piece's blocks
+            end = (torch.searchsorted(p, P[:, -1].contiguous(), right=True) - 1) // block
+            before = ((beta >= start[:, None]) & (beta < beta[:, None])).to(F.dtype)
+            after = ((beta > beta[:, None]) & (beta <= end[:, None])).to(F.dtype)
+        sums = torch.stack([before @ part[:, 0], after @ part[:, 1]], 1)   # [blocks, 2, w']
+    if one:  # the interpolation between the piece's ends, less the other blocks' sums
+        q = int(p[0])
+        ends = vals[q:q + 2][None]                            # [1, 2, w']
+        z = torch.bmm(coef, ends - sums if spans else ends.expand(nb, 2, -1))
+    else:
+        z = torch.nn.functional.embedding_bag(torch.stack([p, p + 1], 1), vals,
+                                              per_sample_weights=coef.view(-1, 2), mode="sum")
+        z = z.view(nb, block, -1)
+        if spans:
+            z.baddbmm_(coef * torch.stack([first, last], -1), sums, alpha=-1)
+    g = torch.minimum(F[:, :, None], F[:, None, :])          # [blocks, target, source]
+    g.mul_(1 - torch.maximum(F[:, :, None], F[:, None, :])).mul_(C[:, None, :])
+    if not one:
+        g.mul_(P[:, :, None] == P[:, None, :])
+    return z.baddbmm_(g, cols, alpha=-1).view(nb * block, -1)
+
+
 def _mlp_breaks(layers: list[_Dense], x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
-    """:func:`_segment_breaks` for a plain fully connected network (:func:`_plain_mlp`):
-    the same site-by-site cuts, but a root of site ``k`` is forwarded from that site on, its
-    pre-activations there interpolated from the two points around it (they are affine
-    between the known points), so a root of site ``k`` costs ``L - k - 1`` of the ``L``
-    hidden layers' matrix products, and no site's values are copied."""
-    t_all = torch.tensor([0.0, 1.0], dtype=F64, device=x0.device)
+    """:func:`_segment_breaks` for a plain fully connected network (:func:`_plain_mlp`).
+
+    The same site-by-site cuts, with every layer's pre-activations kept at the sorted
+    points (the new rows merged in, no sort; the last layer's only scanned for sign
+    changes, :class:`_Pending`). The roots of site ``k`` get the later layers'
+    pre-activations from the matrix products, except that from a layer width of
+    ``_KINK_WIDTH`` on the next layer's come from the kinks of site ``k``'s activations
+    (:func:`_kink_values`, no product): a root of site ``k`` then costs ``L - k - 2``
+    instead of ``L - k - 1`` of the ``L`` hidden layers' products. Sign changes are found
+    eight units at a time (:func:`_changes`)."""
+    device = x0.device
+    ts = torch.tensor([0.0, 1.0], dtype=F64, device=device)
     h = torch.stack([x0, x1])
-    cache: list[Tensor | None] = []
+    vals: list[Tensor | _Pending | None] = []
     for layer in layers:
         z = torch.addmm(layer.c, h, layer.W.T)
-        cache.append(z)
+        vals.append(z)
         h = layer.act(z)
-    L = len(layers)
+    L, B = len(layers), _BLOCK
     for k in range(L):
-        order = torch.argsort(t_all)
-        ts, vals = t_all[order], cache[k][order]
-        new = _fresh(ts, _unit_roots(ts, vals, ZERO_TOL * _scale(vals)), tol)
-        if new.numel() and k + 1 < L:
-            q = (torch.searchsorted(ts, new, right=True) - 1).clamp(0, ts.numel() - 2)
-            lam = ((new - ts[q]) / (ts[q + 1] - ts[q]))[:, None]
-            z = torch.lerp(vals[q], vals[q + 1], lam)
-            for j in range(k + 1, L):
-                z = torch.addmm(layers[j].c, layers[j - 1].act(z), layers[j].W.T)
-                cache[j] = torch.cat([cache[j], z])
-        cache[k] = None
-        t_all = torch.cat([t_all, new])
-    return t_all.sort().values
+        pre, vals[k] = vals[k], None
+        p, u, fa, fb, scale = _site_changes(pre)
+        m = p.numel()
+        if not m:
+            continue
+        f = fa / (fa - fb)                                   # in [0, 1]: fa, fb differ in sign
+        ok = torch.minimum(fa.abs(), fb.abs()) > ZERO_TOL * scale   # as _unit_roots
+        kinks = k + 1 < L and layers[k].W.shape[0] >= _KINK_WIDTH
+        if kinks:  # the jumps of the activation's slope; ``pre`` is no longer needed
+            c = (fb - fa).abs_().mul_(layers[k].slopes[0] - layers[k].slopes[1])
+            pre = None
+        order = torch.argsort(f, stable=True)               # by piece, then position
+        order = order.index_select(0, torch.argsort(p.index_select(0, order), stable=True))
+        M = -(-m // B) * B if kinks else m
+        if M > m:  # dummy kinks for _kink_values: copies of the last one (of size 0)
+            order = torch.cat([order, order[-1:].expand(M - m)])
+        p, f, ok = p.index_select(0, order), f.index_select(0, order), ok.index_select(0, order)
+        ta, tb = ts.index_select(0, p), ts.index_select(0, p + 1)
+        x = torch.addcmul(ta, f, tb - ta)
+        # The new points, as _fresh: more than tol away from the old points and from each
+        # other (which drops the dummies).
+        keep = ok & (torch.minimum(x - ta, tb - x) > tol)
+        kept = keep.nonzero().squeeze(1)
+        close = torch.diff(x.index_select(0, kept)) <= tol
+        if bool(close.any()):
+            keep[kept[1:][close]] = False
+            kept = keep.nonzero().squeeze(1)
+        n_old, n = ts.numel(), kept.numel()
+        if not n:
+            continue
+        n_all = n_old + n
+        # merged positions: a new point goes after its piece's left end and the earlier new
+        # points; the other kinks to n_all, n_all + 1, ... (which _merge drops)
+        pos = torch.where(keep, p + keep.cumsum(0), (n_all - 1) + (~keep).cumsum(0))
+        pos_old = torch.arange(n_old, device=device)
+        pos_old += torch.searchsorted(p.index_select(0, kept), pos_old)
+        ts = _merge(ts, x, pos_old, pos, n_all)
+        if k + 1 == L:
+            break
+        ends = n_old == 2   # the new points lie between the two ends: rows 1 .. n
+        view = False        # whether z is rows of vals (then not to be changed in place)
+        if kinks:  # every sign change is a kink of the next layer
+            c = c.index_select(0, order)
+            c[m:] = 0
+            z = _kink_values(layers[k + 1].W, vals[k + 1], p, u.index_select(0, order), f, c,
+                             block=B)                              # [M, w']
+            if ends:
+                v = _between_ends(vals[k + 1], n_all)
+                z, view = torch.index_select(z, 0, kept, out=v[1:-1]), True
+            elif k + 2 < L:
+                v = _merge(vals[k + 1], z, pos_old, pos, n_all)
+                z = z.index_select(0, kept)
+            else:  # the last layer: its rows are only scanned for sign changes
+                z.index_fill_(0, (~keep).nonzero().squeeze(1), 0)
+                v = _Pending(vals[k + 1], z, pos_old, pos, n_all)
+            vals[k + 1] = v
+        else:  # this layer's pre-activations at the new points: affine on a piece
+            q, g = p.index_select(0, kept), f.index_select(0, kept)[:, None]
+            z = torch.lerp(pre.index_select(0, q), pre.index_select(0, q + 1), g)
+        pre, kept = None, pos.index_select(0, kept)
+        for j in range(k + 2 if kinks else k + 1, L):
+            h = layers[j - 1].act(z) if view else _act_(layers[j - 1], z)
+            if ends:
+                v = _between_ends(vals[j], n_all)
+                z, view = torch.addmm(layers[j].c, h, layers[j].W.T, out=v[1:-1]), True
+            else:
+                z = torch.addmm(layers[j].c, h, layers[j].W.T)
+                v = _merge(vals[j], z, pos_old, kept, n_all)
+            vals[j] = v
+    return ts
 
 
 def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
@@ -491,7 +727,9 @@ def on_segment(net: nn.Module, x0, x1, *, tol: float = BREAK_TOL) -> Segment:
     with max sites one more pass at the midpoints merges pieces whose codes agree). For a
     plain fully connected network (``Linear`` layers with ReLU, leaky ReLU or Abs) the roots
     of a site are forwarded from that site on, from pre-activations interpolated between
-    the known points, which saves the earlier layers' products.
+    the known points, which saves the earlier layers' products (and from a width of 320 on,
+    the next layer's pre-activations there come from the activations' kinks, without a
+    product).
 
     Raises :class:`dltheory.cpa.NotCPAError` for a network that is not CPA, and
     :class:`RegionError` for inputs of the wrong shape, non-finite inputs or ``x0 == x1``.
