@@ -82,19 +82,24 @@ def _erf_dd_expect(k11, k12, k22):
     return integrate.quad(f, -np.inf, np.inf, epsabs=1e-15, epsrel=1e-13)[0]
 
 
-def _gh_expect(act, k11, k12, k22, deriv=False, n=120):
-    """E[f(u) f(v)] by 2-D Gauss-Hermite quadrature on the Cholesky factor (float64, numpy);
-    ReLU by adaptive quadrature (:func:`_relu_expect`), as its kink defeats Gauss-Hermite."""
-    if act == "relu" and k22 - k12 * k12 / k11 > 1e-12 * k22:
-        return _relu_expect(k11, k12, k22, deriv)
+def _gh_grid(k11, k12, k22, n):
+    """Weights ``W`` and points ``(u, v)`` of an ``n x n`` Gauss-Hermite grid for the centred
+    Gaussian pair of covariance ``[[k11, k12], [k12, k22]]`` (on its Cholesky factor)."""
     z, w = np.polynomial.hermite_e.hermegauss(n)
     w = w / w.sum()
     a = math.sqrt(k11)
     b = k12 / a
     c = math.sqrt(max(k22 - b * b, 0.0))
     Z1, Z2 = np.meshgrid(z, z, indexing="ij")
-    W = np.outer(w, w)
-    u, v = a * Z1, b * Z1 + c * Z2
+    return np.outer(w, w), a * Z1, b * Z1 + c * Z2
+
+
+def _gh_expect(act, k11, k12, k22, deriv=False, n=120):
+    """E[f(u) f(v)] by 2-D Gauss-Hermite quadrature on the Cholesky factor (float64, numpy);
+    ReLU by adaptive quadrature (:func:`_relu_expect`), as its kink defeats Gauss-Hermite."""
+    if act == "relu" and k22 - k12 * k12 / k11 > 1e-12 * k22:
+        return _relu_expect(k11, k12, k22, deriv)
+    W, u, v = _gh_grid(k11, k12, k22, n)
     f = (lambda t: 2 / math.sqrt(math.pi) * np.exp(-t * t)) if (deriv and act == "erf") else \
         (lambda t: (t > 0).astype(float)) if deriv else \
         (lambda t: np.maximum(t, 0)) if act == "relu" else \
@@ -363,14 +368,7 @@ def _gh2(act, k11, k12, k22, n=120):
     """E[phi phi] and E[phi' phi'] by 2-D Gauss-Hermite quadrature (erf only: smooth)."""
     from scipy.special import erf
 
-    z, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / w.sum()
-    a = math.sqrt(k11)
-    b = k12 / a
-    c = math.sqrt(max(k22 - b * b, 0.0))
-    Z1, Z2 = np.meshgrid(z, z, indexing="ij")
-    W = np.outer(w, w)
-    u, v = a * Z1, b * Z1 + c * Z2
+    W, u, v = _gh_grid(k11, k12, k22, n)
     dd = 4 / math.pi * np.exp(-u * u - v * v)
     return float((W * erf(u) * erf(v)).sum()), float((W * dd).sum())
 

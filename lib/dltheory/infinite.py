@@ -165,12 +165,12 @@ def _check_depths(depth) -> tuple[list[int], bool]:
     return depths, scalar
 
 
-def _check_X(X, name: str) -> torch.Tensor:
+def _check_X(X, name: str, *, ndim: int = 2,
+             layout: str = "[N, d] (flatten images first)") -> torch.Tensor:
     if not isinstance(X, torch.Tensor):
         raise InfiniteWidthError(f"{name} must be a tensor, got {type(X).__name__}")
-    if X.ndim != 2:
-        raise InfiniteWidthError(f"{name} must be [N, d] (flatten images first), got shape "
-                                 f"{tuple(X.shape)}")
+    if X.ndim != ndim:
+        raise InfiniteWidthError(f"{name} must be {layout}, got shape {tuple(X.shape)}")
     if not X.is_floating_point():
         raise InfiniteWidthError(f"{name} must be floating point, got {X.dtype}")
     if not torch.isfinite(X).all():
@@ -398,17 +398,6 @@ def _box(A: torch.Tensor) -> torch.Tensor:
     return nn.functional.avg_pool2d(flat, 3, stride=1).reshape(A.shape)
 
 
-def _check_images(X, name: str) -> torch.Tensor:
-    if not isinstance(X, torch.Tensor) or X.ndim != 4:
-        raise InfiniteWidthError(f"{name} must be images [N, C, H, W], got "
-                                 f"{getattr(X, 'shape', type(X).__name__)}")
-    if not X.is_floating_point():
-        raise InfiniteWidthError(f"{name} must be floating point, got {X.dtype}")
-    if not torch.isfinite(X).all():
-        raise InfiniteWidthError(f"{name} contains NaN or inf")
-    return X
-
-
 def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2: float,
                  sb2: float, depth, readout: str) -> Kernels:
     """Infinite-width NNGP and NTK of a convolutional network (:func:`ntk_cnn`): ``depth - 1``
@@ -437,9 +426,9 @@ def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, 
     _check_act(act)
     if readout not in READOUTS:
         raise InfiniteWidthError(f"unknown readout {readout!r}; use one of {READOUTS}")
-    X1 = _check_images(X1, "X1")
+    X1 = _check_X(X1, "X1", ndim=4, layout="images [N, C, H, W]")
     same = X2 is None
-    X2 = X1 if same else _check_images(X2, "X2")
+    X2 = X1 if same else _check_X(X2, "X2", ndim=4, layout="images [N, C, H, W]")
     if X1.shape[1:] != X2.shape[1:] or X1.dtype != X2.dtype or X1.device != X2.device:
         raise InfiniteWidthError(f"X1 {tuple(X1.shape)} and X2 {tuple(X2.shape)} must be "
                                  "images of one shape, dtype and device")
