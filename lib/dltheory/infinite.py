@@ -261,9 +261,7 @@ def _recursion(act: str, k12: torch.Tensor, t12: torch.Tensor, k1s: list[torch.T
     scratch = _Scratch(rows, N2, k12, 4 if act == "relu" else 3)
     layers = len(k1s) - 1
     f1s = [_row_factor(act, k) for k in k1s]
-    f2s = f1s if not same else f1s
-    if not same:
-        f2s = [_row_factor(act, k) for k in k2s]
+    f2s = f1s if same else [_row_factor(act, k) for k in k2s]
     for i in range(S):
         wi = float(w[i])
         bi = b[i]
