@@ -143,6 +143,22 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
+def require_close(a: torch.Tensor, b: torch.Tensor, *, tol: float, what: str,
+                  norm: str = "fro") -> float:
+    """For a benchmark's ``check``: the relative error of ``a`` against the reference ``b``
+    (``"fro"``: ``|a - b|_F / |b|_F``; ``"max"``: ``max|a - b| / max|b|``); raises
+    ``AssertionError`` naming ``what`` when it is above ``tol`` (or NaN)."""
+    if norm == "fro":
+        err = float((a - b).norm() / b.norm())
+    elif norm == "max":
+        err = float((a - b).abs().max() / b.abs().max())
+    else:
+        raise ValueError(f"norm must be 'fro' or 'max', got {norm!r}")
+    if not err <= tol:
+        raise AssertionError(f"{what} differ by {err:.3g} > {tol:.3g} (relative, {norm})")
+    return err
+
+
 def run_check(bench: Benchmark) -> str | None:
     """Run ``bench.check`` once; ``None`` if it passed, else a message saying why not."""
     if bench.check is None:

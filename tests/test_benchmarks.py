@@ -184,6 +184,19 @@ def test_a_wrong_candidate_is_caught_by_the_real_check(monkeypatch):
     assert harness.run_check(bench) is not None
 
 
+def test_require_close_measures_both_norms_and_names_the_pair():
+    b = torch.tensor([1.0, -2.0, 2.0], dtype=torch.float64)
+    a = b + torch.tensor([0.0, 0.0, 0.3], dtype=torch.float64)
+    assert harness.require_close(a, b, tol=0.11, what="x") == pytest.approx(0.1)     # 0.3 / 3
+    assert harness.require_close(a, b, tol=0.16, what="x", norm="max") == pytest.approx(0.15)
+    with pytest.raises(AssertionError, match="the pair differ by 0.15 > 0.1"):
+        harness.require_close(a, b, tol=0.1, what="the pair", norm="max")
+    with pytest.raises(AssertionError):
+        harness.require_close(a * math.nan, b, tol=1.0, what="x")
+    with pytest.raises(ValueError, match="norm"):
+        harness.require_close(a, b, tol=1.0, what="x", norm="l1")
+
+
 # -------------------------------------------------------------------------------- discovery
 
 
