@@ -19,6 +19,28 @@ measurement is not evidence about the theorem.
 
 Relations: ``"<="`` and ``">="`` against a bound; ``"=="`` within ``atol + rtol*|target|``;
 ``"in"`` for a closed interval ``target=(lo, hi)``.
+
+**Discrimination.** A check that a wrong theory also passes proves nothing, so every claim
+says what it checks and what it rejects:
+
+* ``kind`` is one of :data:`KINDS`: ``"theorem"`` (the statement's own inequality or
+  identity), ``"prediction"`` (a consequence the text derives), ``"observation"`` (an
+  empirical regularity, never a theorem's check) or ``"numerics"`` (two solvers or
+  estimators agreeing).
+* ``rivals`` maps the name of each nearest wrong theory (the other exponent, a missing
+  factor, the hypothesis ignored, the bound read as an equality) to the value it predicts,
+  in the form of ``target``. The claim's own relation and tolerance are applied to each
+  rival, and a rival that passes too makes the claim fail: *the check does not
+  discriminate*. A ``"prediction"`` must name at least one rival.
+* A negative control (``expect="fail"``) names the one hypothesis it breaks
+  (``breaks="..."``), shown beside it in the ledger with the margin by which it misses.
+
+Every record carries its *margin*: the distance of the measurement from the target in
+units of the claim's tolerance (:func:`excess`, at most 1 when the relation holds), and,
+for each rival, the *separation*: the same distance from the rival's prediction, more than
+1 when the rival is rejected. For ``"=="`` the unit is the tolerance ``atol + rtol*|t|``,
+for ``"in"`` the interval's half-width, and for ``"<="`` / ``">="`` the bound itself
+(a separation of 1.3 says the measurement lies 30% beyond the rival's bound).
 """
 
 from __future__ import annotations
@@ -36,12 +58,73 @@ from . import profile
 
 MIME = "application/vnd.dltheory.claim+json"
 RELATIONS = ("<=", ">=", "==", "in")
+KINDS = ("theorem", "prediction", "observation", "numerics")
+"""What a claim checks; see the module's docstring."""
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 class ClaimFailure(AssertionError):
     """A claim whose outcome is not the expected one (or whose measurement is not finite)."""
+
+
+@dataclass(frozen=True)
+class Rival:
+    """A wrong theory a claim must reject: its name, its prediction (in the form of the
+    claim's target), and the separation of the measurement from it (:func:`excess`)."""
+
+    name: str
+    target: float | tuple[float, float]
+    separation: float
+    passes: bool
+
+    def to_dict(self) -> dict:
+        return {"name": self.name,
+                "target": list(self.target) if isinstance(self.target, tuple) else self.target,
+                "separation": _json_number(self.separation), "passes": self.passes}
+
+
+def holds(measured: float, relation: str, target, atol: float = 0.0,
+          rtol: float = 0.0) -> bool:
+    """Whether ``measured relation target`` holds (False for a non-finite measurement)."""
+    if not math.isfinite(measured):
+        return False
+    if relation == "<=":
+        return measured <= target
+    if relation == ">=":
+        return measured >= target
+    if relation == "==":
+        return abs(measured - target) <= atol + rtol * abs(target)
+    return target[0] <= measured <= target[1]
+
+
+def excess(measured: float, relation: str, target, atol: float = 0.0,
+           rtol: float = 0.0) -> float:
+    """How far ``measured`` lies from ``target``, in units of the claim's tolerance.
+
+    ``"=="``: ``|m - t| / (atol + rtol*|t|)``; ``"in"``: ``|m - centre| / half-width``;
+    ``"<="``: ``1 + (m - t)/|t|`` (``m/t`` for a positive bound); ``">="``:
+    ``1 + (t - m)/|t|``. At most 1 when the relation holds, more than 1 when it does not
+    (up to rounding at the edge); infinite for a zero-width tolerance that is missed.
+    A zero one-sided bound is measured in absolute units (``1 + m`` for ``<= 0``).
+    """
+    if not math.isfinite(measured):
+        return math.inf
+    if relation in ("<=", ">="):
+        d = measured - target if relation == "<=" else target - measured
+        return 1.0 + (d / abs(target) if target != 0 else d)
+    if relation == "==":
+        d, unit = abs(measured - target), atol + rtol * abs(target)
+    else:
+        lo, hi = target
+        d, unit = abs(measured - (lo + hi) / 2), (hi - lo) / 2
+    if unit == 0:
+        return 0.0 if d == 0 else math.inf
+    return d / unit
+
+
+def _json_number(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
 
 
 @dataclass(frozen=True)
@@ -66,18 +149,57 @@ class Claim:
     note: str = ""
     chapter: str = ""
     extra: dict = field(default_factory=dict)
+    kind: str = "theorem"
+    rivals: tuple[Rival, ...] = ()
+    breaks: str = ""
+
+    @property
+    def margin(self) -> float:
+        """Distance of the measurement from the target, in tolerances (:func:`excess`):
+        at most 1 when the relation holds; for a negative control, the size of its miss."""
+        return excess(self.measured, self.relation, self.target, self.atol, self.rtol)
+
+    @property
+    def nearest_rival(self) -> Rival | None:
+        """The rival whose prediction lies closest to the measurement (None without rivals)."""
+        return min(self.rivals, key=lambda r: r.separation, default=None)
+
+    @property
+    def separation(self) -> float | None:
+        """The nearest rival's separation (None without rivals); more than 1 rejects it."""
+        r = self.nearest_rival
+        return None if r is None else r.separation
+
+    @property
+    def slack(self) -> float | None:
+        """For a bound (``<=``, ``>=``) that holds: the unused part of the bound, relative to
+        it (``(t - m)/|t|`` for ``<=``); None for other relations."""
+        if self.relation not in ("<=", ">=") or not self.finite:
+            return None
+        t = self.target
+        gap = t - self.measured if self.relation == "<=" else self.measured - t
+        return gap / abs(t) if t != 0 else gap
+
+    @property
+    def discriminates(self) -> bool:
+        """False when a rival passes the claim's relation and tolerance too."""
+        return not any(r.passes for r in self.rivals)
 
     @property
     def ok(self) -> bool:
-        """True when the outcome is the expected one (pass, or fail for a negative control)."""
-        return self.finite and self.holds == (self.expect == "pass")
+        """True when the outcome is the expected one (pass, or fail for a negative control)
+        and no rival passes too."""
+        return (self.finite and self.holds == (self.expect == "pass")
+                and self.discriminates)
 
     @property
     def status(self) -> str:
         if not self.finite:
             return "not finite"
         if self.expect == "pass":
-            return "passed" if self.holds else "FAILED"
+            if not self.holds:
+                return "FAILED"
+            return "passed" if self.discriminates else "DOES NOT DISCRIMINATE"
         return "failed as expected" if not self.holds else "PASSED UNEXPECTEDLY"
 
     def bound_text(self) -> str:
@@ -108,12 +230,37 @@ class Claim:
     def line(self) -> str:
         """One readable line: mark, name, measured value, bound, status, theorem."""
         mark = "✔" if self.ok else "✘"
-        kind = " [negative control]" if self.expect == "fail" else ""
+        if self.expect == "fail":
+            kind = f" [negative control, {self.kind}; breaks: {self.breaks}]"
+        else:
+            kind = f" [{self.kind}]"
         return (
             f"{mark} claim {self.name}{kind}: measured {self.measured_text()} "
-            f"{self.bound_text()} -> {self.status} (checks {self.theorem}; "
+            f"{self.bound_text()} -> {self.status}{self.discrimination_text()} "
+            f"(checks {self.theorem}; "
             f"{self.profile}, {self.device}, {self.dtype}, seed {self.seed})"
         )
+
+    def discrimination_text(self) -> str:
+        """``; slack 12%``, ``; nearest rival 'slope 2' at 3.1 tolerances`` or
+        ``; misses by 4.2 tolerances``: what the claim rejects, and by how much."""
+        parts = []
+        if self.expect == "fail":
+            if self.finite:
+                parts.append(f"misses by {_fmt_ratio(self.margin)} {self.unit}")
+        else:
+            if self.slack is not None and self.holds:
+                parts.append(f"slack {_fmt_slack(self.slack, self.target)}")
+            r = self.nearest_rival
+            if r is not None:
+                parts.append(f"nearest rival {r.name!r} at {_fmt_ratio(r.separation)} "
+                             f"{self.unit}")
+        return "".join(f"; {p}" for p in parts)
+
+    @property
+    def unit(self) -> str:
+        """The unit of :attr:`margin` and of the separations, in words."""
+        return {"==": "tolerances", "in": "half-widths"}.get(self.relation, "× the bound")
 
     def _ipython_display_(self) -> None:
         """A claim is shown once, by :func:`check`; displaying the returned record again
@@ -128,6 +275,14 @@ class Claim:
         d["bound"] = self.bound_text()
         d["measured_text"] = self.measured_text()
         d["measured"] = self.measured if self.finite else repr(self.measured)
+        d["rivals"] = [r.to_dict() for r in self.rivals]
+        nearest = self.nearest_rival
+        d["nearest_rival"] = None if nearest is None else nearest.name
+        d["separation"] = None if nearest is None else _json_number(nearest.separation)
+        d["margin"] = _json_number(self.margin)
+        d["slack"] = None if self.slack is None else _json_number(self.slack)
+        d["unit"] = self.unit
+        d["discrimination"] = self.discrimination_text().removeprefix("; ")
         return d
 
 
@@ -145,6 +300,20 @@ def _fmt(x: float, *, distinct_from: float | None = None) -> str:
         if distinct_from is None or float(text) != float(f"{distinct_from:.{digits}g}"):
             return text
     return repr(x)
+
+
+def _fmt_ratio(x: float) -> str:
+    """A margin or separation: 2 significant digits, 3 below 10 (``1.3``, ``27``, ``4.1e+03``)."""
+    if not math.isfinite(x):
+        return "∞"
+    return f"{x:.3g}" if x < 10 else f"{x:.2g}" if x < 1e3 else f"{x:.1e}"
+
+
+def _fmt_slack(slack: float, target) -> str:
+    """Slack of a bound: a percentage of a non-zero bound, or the absolute gap."""
+    if target != 0:
+        return f"{100 * slack:.3g}%"
+    return f"{slack:.3g}"
 
 
 def _fmt_bound(x: float) -> str:
@@ -226,9 +395,12 @@ def check(
     target,
     *,
     theorem: str,
+    kind: str,
     atol: float = 0.0,
     rtol: float = 0.0,
     expect: str = "pass",
+    rivals: dict | None = None,
+    breaks: str | None = None,
     dtype: str | torch.dtype | None = None,
     seed: int | None = None,
     note: str = "",
@@ -245,7 +417,12 @@ def check(
         a leading ``"prf:"`` is accepted and dropped). The book build rejects unknown labels.
     atol, rtol: tolerance of ``"=="``, which holds when
         ``|measured - target| <= atol + rtol*|target|``.
+    kind: what the claim checks, one of :data:`KINDS`.
     expect: ``"pass"``, or ``"fail"`` for a negative control.
+    rivals: ``{name: prediction}`` of the nearest wrong theories, each prediction in the
+        form of ``target``; each must fail the same relation and tolerance. Required
+        (non-empty) for a ``"prediction"``; not allowed for a negative control.
+    breaks: for a negative control (and only for one), the hypothesis it breaks, in words.
     dtype: the dtype the measurement was computed in; taken from ``measured`` when it is a
         tensor or a numpy scalar.
     seed: the seed of the experiment; defaults to the last :func:`dltheory.profile.seed`.
@@ -259,6 +436,33 @@ def check(
         raise ValueError(f"claim {name!r}: relation must be one of {RELATIONS}, got {relation!r}")
     if expect not in ("pass", "fail"):
         raise ValueError(f"claim {name!r}: expect must be 'pass' or 'fail', got {expect!r}")
+    if kind not in KINDS:
+        raise ValueError(f"claim {name!r}: kind must be one of {KINDS}, got {kind!r}")
+    if expect == "fail":
+        if not isinstance(breaks, str) or not breaks.strip():
+            raise ValueError(
+                f"negative control {name!r}: name the hypothesis it breaks, "
+                "breaks='...' (one hypothesis of the statement it controls)"
+            )
+        if rivals:
+            raise ValueError(
+                f"negative control {name!r}: a control has no rivals; give them to the "
+                "claim it controls"
+            )
+    elif breaks is not None:
+        raise ValueError(
+            f"claim {name!r}: breaks= is for negative controls (expect='fail') only"
+        )
+    if rivals is not None and not isinstance(rivals, dict):
+        raise TypeError(
+            f"claim {name!r}: rivals must be a dict {{name: prediction}}, got "
+            f"{type(rivals).__name__}"
+        )
+    if kind == "prediction" and expect == "pass" and not rivals:
+        raise ValueError(
+            f"claim {name!r}: a prediction names its rivals, rivals={{'the nearest wrong "
+            "theory': its prediction}}; with none, say kind='observation'"
+        )
     if not isinstance(theorem, str):
         raise TypeError(f"claim {name!r}: theorem must be a label string, got {type(theorem)}")
     label = theorem.removeprefix("prf:")
@@ -266,18 +470,7 @@ def check(
         raise ValueError(f"claim {name!r}: theorem label {theorem!r} is not a valid label")
 
     value, measured_dtype = _as_number(measured, f"claim {name!r}: measured")
-    if relation == "in":
-        if not isinstance(target, tuple | list) or len(target) != 2:
-            raise TypeError(f"claim {name!r}: relation 'in' needs target=(lo, hi), got {target!r}")
-        lo = _as_number(target[0], f"claim {name!r}: lower bound")[0]
-        hi = _as_number(target[1], f"claim {name!r}: upper bound")[0]
-        if not lo <= hi:
-            raise ValueError(f"claim {name!r}: empty interval [{lo}, {hi}]")
-        tgt: float | tuple[float, float] = (lo, hi)
-    else:
-        tgt = _as_number(target, f"claim {name!r}: target")[0]
-        if not math.isfinite(tgt):
-            raise ValueError(f"claim {name!r}: target must be finite, got {tgt}")
+    tgt = _as_target(target, relation, f"claim {name!r}: target")
     atol = _as_number(atol, f"claim {name!r}: atol")[0]
     rtol = _as_number(rtol, f"claim {name!r}: rtol")[0]
     if not (atol >= 0 and rtol >= 0 and math.isfinite(atol) and math.isfinite(rtol)):
@@ -290,16 +483,16 @@ def check(
         )
 
     finite = math.isfinite(value)
-    if not finite:
-        holds = False
-    elif relation == "<=":
-        holds = value <= tgt
-    elif relation == ">=":
-        holds = value >= tgt
-    elif relation == "==":
-        holds = abs(value - tgt) <= atol + rtol * abs(tgt)
-    else:
-        holds = tgt[0] <= value <= tgt[1]
+    ok_here = holds(value, relation, tgt, atol, rtol)
+    rival_records = []
+    for rname, prediction in (rivals or {}).items():
+        if not isinstance(rname, str) or not rname.strip():
+            raise ValueError(f"claim {name!r}: a rival's name must be non-empty text, "
+                             f"got {rname!r}")
+        rt = _as_target(prediction, relation, f"claim {name!r}: rival {rname!r}")
+        rival_records.append(Rival(
+            name=rname, target=rt, passes=holds(value, relation, rt, atol, rtol),
+            separation=excess(value, relation, rt, atol, rtol)))
 
     if isinstance(dtype, torch.dtype):
         dtype = str(dtype).removeprefix("torch.")
@@ -313,7 +506,7 @@ def check(
         rtol=rtol,
         theorem=label,
         expect=expect,
-        holds=bool(holds),
+        holds=bool(ok_here),
         finite=finite,
         profile=profile.name(),
         device=profile.device().type,
@@ -321,6 +514,9 @@ def check(
         seed=profile.current_seed() if seed is None else int(seed),
         wall_s=ledger.elapsed(),
         note=note,
+        kind=kind,
+        rivals=tuple(rival_records),
+        breaks=breaks or "",
     )
     ledger.add(claim)
     _show(claim)
@@ -329,10 +525,42 @@ def check(
     return claim
 
 
+def _as_target(target, relation: str, what: str) -> float | tuple[float, float]:
+    """A target (or a rival's prediction) as a float, or ``(lo, hi)`` for ``"in"``."""
+    if relation == "in":
+        if not isinstance(target, tuple | list) or len(target) != 2:
+            raise TypeError(f"{what}: relation 'in' needs (lo, hi), got {target!r}")
+        lo = _as_number(target[0], f"{what}, lower end")[0]
+        hi = _as_number(target[1], f"{what}, upper end")[0]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{what}: interval ends must be finite, got [{lo}, {hi}]")
+        if not lo <= hi:
+            raise ValueError(f"{what}: empty interval [{lo}, {hi}]")
+        return (lo, hi)
+    t = _as_number(target, what)[0]
+    if not math.isfinite(t):
+        raise ValueError(f"{what} must be finite, got {t}")
+    return t
+
+
+def _target_text(t) -> str:
+    if isinstance(t, tuple):
+        return f"[{_fmt_bound(t[0])}, {_fmt_bound(t[1])}]"
+    return _fmt_bound(t)
+
+
 def _failure_message(claim: Claim) -> str:
     where = f"(checks {claim.theorem})"
     if not claim.finite:
         return f"claim {claim.name!r} measured {claim.measured}, which is not finite {where}"
+    if claim.expect == "pass" and claim.holds:
+        r = next(r for r in claim.rivals if r.passes)
+        return (
+            f"claim {claim.name!r} does not discriminate: rival {r.name!r} also passes "
+            f"(measured {claim.measured_text()}; the rival predicts "
+            f"{_target_text(r.target)}, which the claim's relation and tolerance accept "
+            f"too) {where}"
+        )
     if claim.expect == "pass":
         return (
             f"claim {claim.name!r} failed: measured {claim.measured_text()} is not "
@@ -340,8 +568,8 @@ def _failure_message(claim: Claim) -> str:
         )
     return (
         f"negative control {claim.name!r} passed: measured {claim.measured_text()} is "
-        f"{claim.bound_text()} although a hypothesis is broken, so the check cannot tell "
-        f"the cases apart {where}"
+        f"{claim.bound_text()} although it breaks '{claim.breaks}', so the check cannot "
+        f"tell the cases apart {where}"
     )
 
 
@@ -363,25 +591,36 @@ def _show(claim: Claim) -> None:
         print(claim.line(), flush=True)
 
 
-TABLE_COLUMNS = ("claim", "theorem", "measured", "bound", "status", "profile", "device",
-                 "dtype", "seed", "wall (s)")
+TABLE_COLUMNS = ("claim", "kind", "theorem", "measured", "bound", "status",
+                 "rejects / breaks", "run", "wall (s)")
 
 
 def rows(claims) -> list[list[str]]:
-    """Table rows (strings) for claim records (Claim objects or their dicts)."""
+    """Table rows (strings) for claim records (Claim objects or their dicts).
+
+    ``rejects / breaks`` is, for a claim, its nearest rival and the separation from it (or
+    a bound's slack), and for a negative control the hypothesis it breaks and its miss;
+    ``run`` is the profile, device, dtype and seed.
+    """
     out = []
     for c in claims:
         d = c.to_dict() if isinstance(c, Claim) else c
+        control = d["expect"] == "fail"
+        if control:
+            what = f"breaks: {d['breaks']}" + (f"; {d['discrimination']}"
+                                                if d["discrimination"] else "")
+        else:
+            what = d["discrimination"] or "—"
+        seed = "—" if d["seed"] is None else str(d["seed"])
         out.append([
-            d["name"] + (" (negative control)" if d["expect"] == "fail" else ""),
+            d["name"] + (" (negative control)" if control else ""),
+            d["kind"],
             d["theorem"],
             d["measured_text"],
             d["bound"],
             d["status"],
-            d["profile"],
-            d["device"],
-            d["dtype"],
-            "—" if d["seed"] is None else str(d["seed"]),
+            what,
+            f"{d['profile']} · {d['device']} · {d['dtype']} · seed {seed}",
             f"{d['wall_s']:.2f}",
         ])
     return out
