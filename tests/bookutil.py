@@ -75,9 +75,10 @@ CHAPTER = HEADER + textwrap.dedent("""
         opt.step()
     final = loss_fn(net(X).squeeze(1), y.double())
     prose.glue("final", final.item())
-    claims.check("fixture.loss_ratio", final / start, "<=", __BOUND__, theorem="__LABEL__")
+    claims.check("fixture.loss_ratio", final / start, "<=", __BOUND__, theorem="__LABEL__",
+                 kind="theorem", rivals=__RIVALS__)
     claims.check("fixture.control", final / start, ">=", 1.0, theorem="thm-fixture",
-                 expect="fail")
+                 kind="theorem", expect="fail", breaks="enough steps of a positive step size")
     ```
 
     The final loss is {glue:text}`final:.4f`. __EXTRA__
@@ -89,7 +90,8 @@ CHAPTER = HEADER + textwrap.dedent("""
 
 
 def fixture_book(path: Path, *, bound: str = "1.0", label: str = "thm-fixture",
-                 extra: str = "", chapter: str | None = None) -> Path:
+                 extra: str = "", chapter: str | None = None,
+                 rivals: str = '{"the loss falls by 90%": 0.1}') -> Path:
     """Write a one-chapter book at ``path`` using the real ``_config.yml`` and extension."""
     path.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -106,6 +108,6 @@ def fixture_book(path: Path, *, bound: str = "1.0", label: str = "thm-fixture",
         "# Fixture\n\n```{bibliography}\n```\n")
     text = chapter if chapter is not None else CHAPTER
     text = text.replace("__BOUND__", bound).replace("__LABEL__", label)
-    text = text.replace("__EXTRA__", extra)
+    text = text.replace("__EXTRA__", extra).replace("__RIVALS__", rivals)
     (path / "book" / "chapter.md").write_text(text)
     return path

@@ -6,6 +6,8 @@ Sphinx extension, using the README's build command.
 
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 
 from bookutil import HEADER, build, fixture_book, ledger
@@ -27,9 +29,23 @@ def test_fixture_book_builds_and_records_its_claims(tmp_path):
     assert records["fixture.loss_ratio"]["status"] == "passed"
     assert records["fixture.control"]["status"] == "failed as expected"
     assert records["fixture.loss_ratio"]["profile"] == "ci"
+    # The ledger carries what each claim checks and rejects.
+    ratio, control = records["fixture.loss_ratio"], records["fixture.control"]
+    assert ratio["kind"] == "theorem" and control["kind"] == "theorem"
+    assert ratio["rivals"][0]["name"] == "the loss falls by 90%"
+    assert ratio["rivals"][0]["passes"] is False
+    assert ratio["nearest_rival"] == "the loss falls by 90%"
+    assert ratio["separation"] == ratio["measured"] / 0.1 > 1
+    assert ratio["slack"] == 1 - ratio["measured"]
+    assert control["breaks"] == "enough steps of a positive step size"
+    assert control["margin"] > 1 and control["rivals"] == []
     assert records["fixture.loss_ratio"]["seed"] == 3
     html = (book / "_build/html/book/verification.html").read_text()
     assert "fixture.loss_ratio" in html and "failed as expected" in html
+    assert "All 2 claims in 1 chapter came out as expected" in html
+    assert "nearest rival" in html and "enough steps of a positive step size" in html
+    sep = f"{ratio['separation']:.3g}"
+    assert f"Smallest separation as a ratio to a rival's bound: {sep}" in unescape(html)
     # The ledger links each claim to its theorem.
     assert 'href="chapter.html#thm-fixture"' in html
 
@@ -44,6 +60,8 @@ BROKEN = {
                          "from dltheory import claims\nraise RuntimeError('boom')\n```\n"),
     "chapter without claims": dict(chapter=HEADER + "# No claims\n\n```{code-cell} ipython3\n"
                                    "x = 1 + 1\n```\n"),
+    # A rival theory that the measured loss ratio satisfies as well as the theorem does.
+    "rival that also passes": dict(rivals='{"the loss falls by at least 10%": 0.9}'),
 }
 EXPECTED = {
     "failing claim": "fixture.loss_ratio",
@@ -52,6 +70,8 @@ EXPECTED = {
     "broken cross-reference": "thm-missing",
     "failing cell": "boom",
     "chapter without claims": "checks no claim",
+    "rival that also passes": "claim 'fixture.loss_ratio' does not discriminate: rival "
+                              "'the loss falls by at least 10%' also passes",
 }
 
 

@@ -23,7 +23,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 from bookutil import ROOT, build
-from dltheory import notebooks
+from dltheory import claims, notebooks
 
 pytestmark = pytest.mark.book
 HTML = ROOT / "_build" / "html"
@@ -117,10 +117,20 @@ def test_verification_page_has_claims_of_every_chapter(html):
     assert len(rows) == n_claims
     for row in rows:
         cells = [td.get_text(" ", strip=True) for td in row.find_all("td")]
-        # claim, theorem, measured, bound, status, profile, device, dtype, seed, wall
-        assert len(cells) == 10
-        assert cells[4] in ("passed", "failed as expected"), cells
-        assert cells[5] in ("ci", "full") and cells[7] not in ("", "—"), cells
+        # claim, kind, theorem, measured, bound, status, rejects / breaks, run, wall
+        assert len(cells) == 9
+        assert cells[1] in claims.KINDS, cells
+        assert cells[5] in ("passed", "failed as expected"), cells
+        if cells[0].endswith("(negative control)"):
+            assert cells[6].startswith("breaks: "), cells
+        assert cells[7].split(" · ")[0] in ("ci", "full"), cells
+    # every prediction names rivals and every rival is rejected
+    for recs in by_doc.values():
+        for r in recs:
+            if r["kind"] == "prediction" and r["expect"] == "pass":
+                assert r["rivals"] and all(not v["passes"] for v in r["rivals"]), r["name"]
+    text = page.get_text(" ", strip=True)
+    assert f"All {n_claims} claims in {len(chapters)} chapters came out as expected" in text
 
 
 def soup_title(html: Path, doc: str) -> str:

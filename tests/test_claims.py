@@ -20,6 +20,12 @@ FAST = settings(max_examples=60, deadline=None,
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
 THM = "thm-test"
+BREAKS = "the test's hypothesis"
+
+
+def _expect(holds: bool) -> dict:
+    """Keyword arguments of a check expected to pass, or of a control expected to fail."""
+    return {"expect": "pass"} if holds else {"expect": "fail", "breaks": BREAKS}
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +74,7 @@ FAILS = [
 
 @pytest.mark.parametrize(("relation", "measured", "target", "kw"), HOLDS)
 def test_relation_passes(relation, measured, target, kw):
-    c = claims.check("rel.pass", measured, relation, target, theorem=THM, **kw)
+    c = claims.check("rel.pass", measured, relation, target, theorem=THM, kind="theorem", **kw)
     assert c.holds and c.ok and c.finite
     assert c.status == "passed"
     assert claims.ledger.claims["rel.pass"] is c
@@ -77,7 +83,7 @@ def test_relation_passes(relation, measured, target, kw):
 @pytest.mark.parametrize(("relation", "measured", "target", "kw"), FAILS)
 def test_relation_fails_names_claim_and_theorem(relation, measured, target, kw):
     with pytest.raises(ClaimFailure, match=r"claim 'rel\.fail' failed: .*\(checks thm-test\)"):
-        claims.check("rel.fail", measured, relation, target, theorem=THM, **kw)
+        claims.check("rel.fail", measured, relation, target, theorem=THM, kind="theorem", **kw)
     c = claims.ledger.claims["rel.fail"]  # a failing claim is still recorded
     assert not c.holds and not c.ok
     assert c.status == "FAILED"
@@ -91,8 +97,8 @@ def test_claim_failure_is_an_assertion_error():
 @given(x=finite, t=finite, relation=st.sampled_from(["<=", ">="]))
 def test_order_relations_agree_with_python(x, t, relation):
     holds = x <= t if relation == "<=" else x >= t
-    c = claims.check("prop.order", x, relation, t, theorem=THM,
-                     expect="pass" if holds else "fail")
+    c = claims.check("prop.order", x, relation, t, theorem=THM, kind="theorem",
+                     **_expect(holds))
     assert c.holds == holds
     assert c.ok
 
@@ -102,18 +108,19 @@ def test_order_relations_agree_with_python(x, t, relation):
        atol=st.floats(0, 10), rtol=st.floats(0, 1))
 def test_equality_relation_is_atol_plus_rtol(x, t, atol, rtol):
     holds = abs(x - t) <= atol + rtol * abs(t)
-    c = claims.check("prop.eq", x, "==", t, theorem=THM, atol=atol, rtol=rtol,
-                     expect="pass" if holds else "fail")
+    c = claims.check("prop.eq", x, "==", t, theorem=THM, kind="theorem", atol=atol, rtol=rtol,
+                     **_expect(holds))
     assert c.holds == holds
 
 
 # --------------------------------------------------------------------------- negative controls
 
 def test_negative_control_recorded_as_failed_as_expected():
-    c = claims.check("neg.ok", 3.0, "<=", 1.0, theorem=THM, expect="fail")
+    c = claims.check("neg.ok", 3.0, "<=", 1.0, theorem=THM, kind="theorem", expect="fail",
+                     breaks=BREAKS)
     assert c.ok and not c.holds
     assert c.status == "failed as expected"
-    assert "[negative control]" in c.line()
+    assert "[negative control, theorem; breaks: the test's hypothesis]" in c.line()
 
 
 @pytest.mark.parametrize(("relation", "measured", "target"),
@@ -122,7 +129,8 @@ def test_negative_control_recorded_as_failed_as_expected():
 def test_negative_control_that_holds_raises(relation, measured, target):
     with pytest.raises(ClaimFailure,
                        match=r"negative control 'neg\.bad' passed.*cannot tell.*thm-test"):
-        claims.check("neg.bad", measured, relation, target, theorem=THM, expect="fail")
+        claims.check("neg.bad", measured, relation, target, theorem=THM, kind="theorem",
+                     expect="fail", breaks=BREAKS)
     c = claims.ledger.claims["neg.bad"]
     assert c.status == "PASSED UNEXPECTEDLY" and not c.ok
 
@@ -134,7 +142,7 @@ def test_non_finite_measured_always_raises(bad, expect):
     # "<=" with +inf target is rejected, so a fail-expecting check would otherwise pass for
     # -inf <= 1 and "fail as expected" for nan/+inf: non-finite must raise in every case.
     with pytest.raises(ClaimFailure, match=r"claim 'nf' measured .*not finite \(checks thm-test\)"):
-        claims.check("nf", bad, "<=", 1.0, theorem=THM, expect=expect)
+        claims.check("nf", bad, "<=", 1.0, theorem=THM, kind="theorem", **_expect(expect == "pass"))
     c = claims.ledger.claims["nf"]
     assert c.status == "not finite"
     assert not c.finite and not c.ok
@@ -157,7 +165,7 @@ def test_non_finite_measured_always_raises(bad, expect):
     (torch.tensor(3), "int64"),
 ])
 def test_measured_scalar_types(measured, dtype):
-    c = claims.check("types", measured, "<=", 10, theorem=THM)
+    c = claims.check("types", measured, "<=", 10, theorem=THM, kind="theorem")
     assert isinstance(c.measured, float)
     assert c.measured == float(np.asarray(measured.detach() if isinstance(measured, torch.Tensor)
                                           else measured).reshape(()))
@@ -165,8 +173,9 @@ def test_measured_scalar_types(measured, dtype):
 
 
 def test_dtype_argument_overrides_and_accepts_torch_dtype():
-    assert claims.check("dt1", 0.1, "<=", 1, theorem=THM, dtype=torch.float16).dtype == "float16"
-    assert claims.check("dt2", torch.tensor(0.1), "<=", 1, theorem=THM,
+    assert claims.check("dt1", 0.1, "<=", 1, theorem=THM, kind="theorem",
+                        dtype=torch.float16).dtype == "float16"
+    assert claims.check("dt2", torch.tensor(0.1), "<=", 1, theorem=THM, kind="theorem",
                         dtype="float64").dtype == "float64"
 
 
@@ -185,7 +194,7 @@ def test_dtype_argument_overrides_and_accepts_torch_dtype():
 ])
 def test_bad_measured_types_raise_type_error(bad, match):
     with pytest.raises(TypeError, match=r"claim 'bad': .*" + match):
-        claims.check("bad", bad, "<=", 1.0, theorem=THM)
+        claims.check("bad", bad, "<=", 1.0, theorem=THM, kind="theorem")
     assert len(claims.ledger) == 0
 
 
@@ -193,19 +202,19 @@ def test_bad_measured_types_raise_type_error(bad, match):
 @pytest.mark.parametrize("bad", [np.complex128(1 + 2j), np.array(1 + 2j), np.array([1 + 2j])])
 def test_numpy_complex_measured_raises(bad):
     with pytest.raises(TypeError, match=r"claim 'cplx': measured must be a real number"):
-        claims.check("cplx", bad, "<=", 2.0, theorem=THM)
+        claims.check("cplx", bad, "<=", 2.0, theorem=THM, kind="theorem")
 
 
 @pytest.mark.parametrize("bad", [np.array(True), np.array([False])])
 def test_numpy_bool_array_measured_raises(bad):
     with pytest.raises(TypeError, match="bool"):
-        claims.check("npbool", bad, "<=", 2.0, theorem=THM)
+        claims.check("npbool", bad, "<=", 2.0, theorem=THM, kind="theorem")
 
 
 @pytest.mark.parametrize("bad", [np.str_("0.5"), np.array("0.5")])
 def test_numpy_string_measured_raises(bad):
     with pytest.raises(TypeError, match="real number"):
-        claims.check("npstr", bad, "<=", 1.0, theorem=THM)
+        claims.check("npstr", bad, "<=", 1.0, theorem=THM, kind="theorem")
 
 
 # --------------------------------------------------------------------------- argument validation
@@ -227,9 +236,24 @@ def test_numpy_string_measured_raises(bad):
     ({"relation": "in", "target": (1.0, 0.0)}, ValueError, r"claim 'arg': empty interval"),
     ({"relation": "in", "target": 1.0}, TypeError, r"relation 'in' needs target=\(lo, hi\)"),
     ({"relation": "in", "target": (0.0, 1.0, 2.0)}, TypeError, r"needs target=\(lo, hi\)"),
+    ({"kind": None}, ValueError, r"claim 'arg': kind must be one of \('theorem', 'prediction'"),
+    ({"kind": "proof"}, ValueError, r"kind must be one of .*got 'proof'"),
+    ({"expect": "fail"}, ValueError, r"negative control 'arg': name the hypothesis it breaks"),
+    ({"expect": "fail", "breaks": "  "}, ValueError, r"name the hypothesis it breaks"),
+    ({"breaks": "smoothness"}, ValueError, r"breaks= is for negative controls"),
+    ({"expect": "fail", "breaks": "x", "rivals": {"r": 0.1}}, ValueError,
+     r"a control has no rivals"),
+    ({"kind": "prediction"}, ValueError, r"claim 'arg': a prediction names its rivals"),
+    ({"kind": "prediction", "rivals": {}}, ValueError, r"a prediction names its rivals"),
+    ({"rivals": [("r", 0.1)]}, TypeError, r"rivals must be a dict \{name: prediction\}"),
+    ({"rivals": {"": 0.1}}, ValueError, r"a rival's name must be non-empty text"),
+    ({"rivals": {"r": math.inf}}, ValueError, r"claim 'arg': rival 'r': target must be finite"),
+    ({"rivals": {"r": "0.1"}}, TypeError, r"rival 'r': target must be a real number"),
+    ({"relation": "in", "target": (0.0, 1.0), "rivals": {"r": 0.5}}, TypeError,
+     r"rival 'r': relation 'in' needs target=\(lo, hi\)"),
 ])
 def test_invalid_arguments(kwargs, exc, match):
-    args = {"relation": "<=", "target": 1.0, "theorem": THM, **kwargs}
+    args = {"relation": "<=", "target": 1.0, "theorem": THM, "kind": "theorem", **kwargs}
     relation, target = args.pop("relation"), args.pop("target")
     with pytest.raises(exc, match=match):
         claims.check("arg", 0.5, relation, target, **args)
@@ -239,42 +263,43 @@ def test_invalid_arguments(kwargs, exc, match):
 @pytest.mark.parametrize("name", ["", "has space", ".leading", "a/b", "<b>", 3, None])
 def test_invalid_names(name):
     with pytest.raises(ValueError, match=r"claim name must be a non-empty identifier"):
-        claims.check(name, 0.5, "<=", 1.0, theorem=THM)
+        claims.check(name, 0.5, "<=", 1.0, theorem=THM, kind="theorem")
 
 
 def test_name_with_trailing_newline_rejected():
     with pytest.raises(ValueError, match="claim name"):
-        claims.check("a\n", 0.5, "<=", 1.0, theorem=THM)
+        claims.check("a\n", 0.5, "<=", 1.0, theorem=THM, kind="theorem")
 
 
 def test_label_with_trailing_newline_rejected():
     with pytest.raises(ValueError, match="not a valid label"):
-        claims.check("lbl", 0.5, "<=", 1.0, theorem="thm-x\n")
+        claims.check("lbl", 0.5, "<=", 1.0, theorem="thm-x\n", kind="theorem")
 
 
 def test_nan_tolerance_rejected():
     with pytest.raises(ValueError, match="tolerance"):
-        claims.check("nantol", 1.0, "==", 1.0, theorem=THM, atol=math.nan, expect="fail")
+        claims.check("nantol", 1.0, "==", 1.0, theorem=THM, kind="theorem", atol=math.nan,
+                     expect="fail", breaks=BREAKS)
 
 
 def test_prf_prefix_is_dropped():
-    c = claims.check("lbl", 0.5, "<=", 1.0, theorem="prf:thm-gd-min-norm")
+    c = claims.check("lbl", 0.5, "<=", 1.0, theorem="prf:thm-gd-min-norm", kind="theorem")
     assert c.theorem == "thm-gd-min-norm"
     assert c.to_dict()["theorem"] == "thm-gd-min-norm"
 
 
 def test_degenerate_interval_is_allowed():
-    c = claims.check("point", 2.0, "in", (2, 2), theorem=THM)
+    c = claims.check("point", 2.0, "in", (2, 2), theorem=THM, kind="theorem")
     assert c.target == (2.0, 2.0) and c.ok
 
 
 # --------------------------------------------------------------------------- ledger and records
 
 def test_recheck_replaces_record():
-    claims.check("same", 0.5, "<=", 1.0, theorem=THM)
-    claims.check("other", 0.5, "<=", 1.0, theorem=THM)
+    claims.check("same", 0.5, "<=", 1.0, theorem=THM, kind="theorem")
+    claims.check("other", 0.5, "<=", 1.0, theorem=THM, kind="theorem")
     assert len(claims.ledger) == 2
-    c = claims.check("same", 0.75, "<=", 1.0, theorem=THM)
+    c = claims.check("same", 0.75, "<=", 1.0, theorem=THM, kind="theorem")
     assert len(claims.ledger) == 2
     assert claims.ledger.claims["same"] is c
     assert claims.ledger.claims["same"].measured == 0.75
@@ -282,37 +307,41 @@ def test_recheck_replaces_record():
 
 
 def test_seed_defaults_to_current_seed():
-    assert claims.check("s0", 0.5, "<=", 1.0, theorem=THM).seed is None
+    assert claims.check("s0", 0.5, "<=", 1.0, theorem=THM, kind="theorem").seed is None
     profile.seed(1234)
-    assert claims.check("s1", 0.5, "<=", 1.0, theorem=THM).seed == 1234
-    assert claims.check("s2", 0.5, "<=", 1.0, theorem=THM, seed=7).seed == 7
+    assert claims.check("s1", 0.5, "<=", 1.0, theorem=THM, kind="theorem").seed == 1234
+    assert claims.check("s2", 0.5, "<=", 1.0, theorem=THM, kind="theorem", seed=7).seed == 7
 
 
 def test_record_has_profile_device_and_wall_time():
-    c = claims.check("meta", 0.5, "<=", 1.0, theorem=THM)
+    c = claims.check("meta", 0.5, "<=", 1.0, theorem=THM, kind="theorem")
     assert c.profile == profile.name()
     assert c.device == profile.device().type
     assert c.wall_s >= 0
 
 
 def test_check_prints_one_line(capsys):
-    claims.check("shown", 0.5, "<=", 1.0, theorem=THM)
+    claims.check("shown", 0.5, "<=", 1.0, theorem=THM, kind="theorem")
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    assert "claim shown: measured 0.5 <= 1 -> passed (checks thm-test" in out
+    assert "claim shown [theorem]: measured 0.5 <= 1 -> passed; slack 50% (checks thm-test" in out
 
 
 REQUIRED_KEYS = {"name", "measured", "measured_text", "bound", "status", "ok", "profile",
-                 "device", "dtype", "seed", "wall_s", "theorem", "expect"}
+                 "device", "dtype", "seed", "wall_s", "theorem", "expect", "kind", "rivals",
+                 "nearest_rival", "separation", "margin", "slack", "breaks"}
 
 
 def test_to_dict_is_json_serialisable():
     profile.seed(3)
     recs = [
-        claims.check("j1", torch.tensor(0.5, dtype=torch.float32), "<=", 1.0, theorem=THM),
-        claims.check("j2", 0.5, "in", (0, 1), theorem="prf:lem-x", note="a <b>note</b>"),
-        claims.check("j3", 1.0, "==", 1.0, theorem=THM, atol=1e-9, rtol=1e-6),
-        claims.check("j4", 3.0, "<=", 1.0, theorem=THM, expect="fail"),
+        claims.check("j1", torch.tensor(0.5, dtype=torch.float32), "<=", 1.0, theorem=THM,
+                     kind="theorem"),
+        claims.check("j2", 0.5, "in", (0, 1), theorem="prf:lem-x", kind="theorem",
+                     note="a <b>note</b>"),
+        claims.check("j3", 1.0, "==", 1.0, theorem=THM, kind="theorem", atol=1e-9, rtol=1e-6),
+        claims.check("j4", 3.0, "<=", 1.0, theorem=THM, kind="theorem", expect="fail",
+                     breaks=BREAKS),
     ]
     for c in recs:
         d = c.to_dict()
@@ -328,7 +357,7 @@ def test_to_dict_is_json_serialisable():
 
 def test_to_dict_of_non_finite_claim_is_json_serialisable():
     with pytest.raises(ClaimFailure):
-        claims.check("nanrec", math.nan, "<=", 1.0, theorem=THM)
+        claims.check("nanrec", math.nan, "<=", 1.0, theorem=THM, kind="theorem")
     d = claims.ledger.claims["nanrec"].to_dict()
     back = json.loads(json.dumps(d, allow_nan=False))  # measured is written as text
     assert back["measured"] == "nan"
@@ -336,17 +365,20 @@ def test_to_dict_of_non_finite_claim_is_json_serialisable():
 
 
 def test_bound_text():
-    assert claims.check("b1", 0.5, "<=", 1e-10 * 1e10, theorem=THM).bound_text() == "<= 1"
-    assert claims.check("b2", 0.5, ">=", 0.1, theorem=THM).bound_text() == ">= 0.1"
-    assert claims.check("b3", 0.5, "==", 0.5, theorem=THM, atol=0.01,
+    assert claims.check("b1", 0.5, "<=", 1e-10 * 1e10, theorem=THM,
+                        kind="theorem").bound_text() == "<= 1"
+    assert claims.check("b2", 0.5, ">=", 0.1, theorem=THM, kind="theorem").bound_text() == ">= 0.1"
+    assert claims.check("b3", 0.5, "==", 0.5, theorem=THM, kind="theorem", atol=0.01,
                         rtol=0.001).bound_text() == "== 0.5 ± 0.01 + 0.001·|target|"
-    assert claims.check("b4", 0.5, "==", 0.5, theorem=THM).bound_text() == "== 0.5 ± 0"
-    assert claims.check("b5", 0.5, "in", (0, 1.5), theorem=THM).bound_text() == "in [0, 1.5]"
+    assert claims.check("b4", 0.5, "==", 0.5, theorem=THM,
+                        kind="theorem").bound_text() == "== 0.5 ± 0"
+    assert claims.check("b5", 0.5, "in", (0, 1.5), theorem=THM,
+                        kind="theorem").bound_text() == "in [0, 1.5]"
 
 
 def test_measured_text_distinct_from_bound_in_failure_message():
     with pytest.raises(ClaimFailure) as err:
-        claims.check("close", 1.0 + 1e-12, "<=", 1.0, theorem=THM)
+        claims.check("close", 1.0 + 1e-12, "<=", 1.0, theorem=THM, kind="theorem")
     msg = str(err.value)
     shown = _measured_in(msg)
     assert shown != "1"
@@ -357,8 +389,8 @@ def test_measured_text_distinct_from_bound_in_failure_message():
 @pytest.mark.parametrize(("measured", "target"), [(1e-10 * (1 + 1e-9), 1e-10),
                                                   (0.99999, 1.0), (1.0000000000000002, 1.0)])
 def test_measured_text_distinct_near_target(measured, target):
-    c = claims.check("near", measured, ">=", target, theorem=THM, expect="pass"
-                     if measured >= target else "fail")
+    c = claims.check("near", measured, ">=", target, theorem=THM, kind="theorem",
+                     **_expect(measured >= target))
     assert float(c.measured_text()) != target
     assert c.measured_text() != c.bound_text().split()[1]
 
@@ -367,21 +399,21 @@ def test_measured_text_distinct_near_target(measured, target):
 @given(x=finite, t=finite, relation=st.sampled_from(["<=", ">=", "=="]))
 def test_measured_text_never_reads_as_target(x, t, relation):
     holds = {"<=": x <= t, ">=": x >= t, "==": x == t}[relation]
-    c = claims.check("prop.text", x, relation, t, theorem=THM,
-                     expect="pass" if holds else "fail")
+    c = claims.check("prop.text", x, relation, t, theorem=THM, kind="theorem",
+                     **_expect(holds))
     text = c.measured_text()
     if x != t:
         assert float(text) != t, (text, c.bound_text())
 
 
 def test_measured_text_equal_to_target_reads_equal():
-    c = claims.check("eqtext", 10001.0, "==", 10001.0, theorem=THM)
+    c = claims.check("eqtext", 10001.0, "==", 10001.0, theorem=THM, kind="theorem")
     assert float(c.measured_text()) == 10001.0
 
 
 def test_measured_text_distinct_from_interval_end():
     with pytest.raises(ClaimFailure) as err:
-        claims.check("edge", 1.00001, "in", (0.0, 1.0), theorem=THM)
+        claims.check("edge", 1.00001, "in", (0.0, 1.0), theorem=THM, kind="theorem")
     shown = _measured_in(str(err.value))
     assert float(shown) > 1.0
 
@@ -389,10 +421,11 @@ def test_measured_text_distinct_from_interval_end():
 # --------------------------------------------------------------------------- tables
 
 def _fill():
-    claims.check("t.one", 0.5, "<=", 1.0, theorem=THM)
-    claims.check("t.two", 2.0, "<=", 1.0, theorem="lem-two", expect="fail")
+    claims.check("t.one", 0.5, "<=", 1.0, theorem=THM, kind="theorem")
+    claims.check("t.two", 2.0, "<=", 1.0, theorem="lem-two", kind="theorem", expect="fail",
+                 breaks=BREAKS)
     with pytest.raises(ClaimFailure):
-        claims.check("t.three", 2.0, "<=", 1.0, theorem=THM)
+        claims.check("t.three", 2.0, "<=", 1.0, theorem=THM, kind="theorem")
 
 
 def test_table_text_contains_every_claim():
@@ -415,13 +448,14 @@ def test_table_html_rows_and_classes():
     _fill()
     out = claims.table_html()
     assert out.count("<tr class=") == 3
-    assert out.count('class="claim-ok"') == 2
+    assert out.count('class="claim-ok"') == 1
+    assert out.count('class="claim-ok claim-control"') == 1  # a control is marked apart
     assert out.count('class="claim-bad"') == 1
     assert "<th>wall (s)</th>" in out
 
 
 def test_table_html_escapes():
-    c = claims.check("esc", 0.5, "<=", 1.0, theorem=THM, dtype="<f8&x>")
+    c = claims.check("esc", 0.5, "<=", 1.0, theorem=THM, kind="theorem", dtype="<f8&x>")
     out = claims.table_html([c])
     assert "&lt;f8&amp;x&gt;" in out and "<f8" not in out
     d = c.to_dict() | {"name": "<script>alert(1)</script>"}
@@ -441,3 +475,95 @@ def test_table_prints_text(capsys):
     claims.table()
     out = capsys.readouterr().out
     assert "t.one" in out and "t.three" in out
+
+
+# --------------------------------------------------------------------------- discrimination
+
+def test_a_rival_that_also_passes_fails_the_claim_naming_both():
+    with pytest.raises(ClaimFailure, match=r"claim 'hr\.slope' does not discriminate: rival "
+                       r"'no bias hypothesis' also passes .*predicts 1\.05.*\(checks thm-test\)"):
+        claims.check("hr.slope", 1.02, "==", 1.0, atol=0.05, theorem=THM, kind="prediction",
+                     rivals={"slope 2": 2.0, "no bias hypothesis": 1.05})
+    c = claims.ledger.claims["hr.slope"]  # recorded, and not ok
+    assert c.holds and not c.discriminates and not c.ok
+    assert c.status == "DOES NOT DISCRIMINATE"
+    assert c.to_dict()["ok"] is False
+
+
+def test_rivals_are_judged_by_the_claims_own_relation_and_tolerance():
+    c = claims.check("sep", 1.02, "==", 1.0, atol=0.05, theorem=THM, kind="prediction",
+                     rivals={"slope 2": 2.0, "slope 1.2": 1.2})
+    seps = {r.name: r.separation for r in c.rivals}
+    assert seps["slope 2"] == pytest.approx(0.98 / 0.05)
+    assert seps["slope 1.2"] == pytest.approx(0.18 / 0.05)
+    assert c.nearest_rival.name == "slope 1.2" and c.separation == seps["slope 1.2"]
+    assert c.margin == pytest.approx(0.4)
+    assert "nearest rival 'slope 1.2' at 3.6 tolerances" in c.line()
+    # rtol scales with the rival's own prediction, as it does with the target
+    c = claims.check("rt", 10.0, "==", 10.0, rtol=0.1, theorem=THM, kind="prediction",
+                     rivals={"x1.2": 12.0})
+    assert c.rivals[0].separation == pytest.approx(2.0 / 1.2)
+
+
+@pytest.mark.parametrize(("relation", "measured", "target", "rival", "separation"), [
+    ("<=", 0.5, 1.0, 0.25, 2.0),          # the measurement is twice the tighter rival bound
+    (">=", 2.0, 1.0, 4.0, 1.0 + 2.0 / 4.0),
+    ("in", 0.5, (0.0, 1.0), (0.8, 1.0), 0.4 / 0.1),
+    ("<=", 0.5, 1.0, -0.5, 3.0),
+])
+def test_separation_of_one_sided_and_interval_rivals(relation, measured, target, rival,
+                                                     separation):
+    c = claims.check("one", measured, relation, target, theorem=THM, kind="prediction",
+                     rivals={"r": rival})
+    assert c.separation == pytest.approx(separation)
+    assert not c.rivals[0].passes
+
+
+@FAST
+@given(x=st.floats(-1e6, 1e6), t=st.floats(-1e6, 1e6), r=st.floats(-1e6, 1e6),
+       atol=st.floats(1e-6, 10), rtol=st.floats(0, 1),
+       relation=st.sampled_from(["<=", ">=", "=="]))
+def test_excess_agrees_with_the_relation(x, t, r, atol, rtol, relation):
+    """A rival passes exactly when its separation is at most 1 (away from rounding)."""
+    kw = {"atol": atol, "rtol": rtol} if relation == "==" else {}
+    e = claims.excess(x, relation, r, **kw)
+    h = claims.holds(x, relation, r, **kw)
+    if abs(e - 1) > 1e-9:
+        assert h == (e <= 1), (x, r, e)
+
+
+def test_bound_slack_and_control_miss_are_recorded():
+    c = claims.check("slack", 0.25, "<=", 1.0, theorem=THM, kind="theorem")
+    assert c.slack == 0.75 and "slack 75%" in c.line()
+    c = claims.check("slack0", -0.5, "<=", 0.0, theorem=THM, kind="theorem")
+    assert c.slack == 0.5
+    ctl = claims.check("ctl", 1.3, "==", 1.0, atol=0.1, theorem=THM, kind="prediction",
+                       expect="fail", breaks="bias with a bounded density")
+    assert ctl.margin == pytest.approx(3.0)
+    assert "breaks: bias with a bounded density" in ctl.line()
+    assert "misses by 3 tolerances" in ctl.line()
+    d = ctl.to_dict()
+    assert d["breaks"] == "bias with a bounded density" and d["margin"] == pytest.approx(3.0)
+
+
+def test_a_control_that_passes_names_the_hypothesis_it_breaks():
+    with pytest.raises(ClaimFailure, match=r"negative control 'ctl' passed: .*although it "
+                       r"breaks 'sigma > 1'"):
+        claims.check("ctl", 0.5, "<=", 1.0, theorem=THM, kind="theorem", expect="fail",
+                     breaks="sigma > 1")
+
+
+def test_to_dict_carries_kind_rivals_separation_and_breaks():
+    c = claims.check("d", 1.0, "==", 1.0, atol=0.1, theorem=THM, kind="prediction",
+                     rivals={"double": 2.0})
+    d = json.loads(json.dumps(c.to_dict(), allow_nan=False))
+    assert d["kind"] == "prediction" and d["breaks"] == ""
+    assert d["rivals"] == [{"name": "double", "target": 2.0, "separation": 10.0,
+                            "passes": False}]
+    assert d["nearest_rival"] == "double" and d["separation"] == 10.0
+    assert d["unit"] == "tolerances"
+    e = claims.check("e", 1.0, "==", 1.0, theorem=THM, kind="numerics",
+                     rivals={"off": 1.5}).to_dict()
+    assert json.loads(json.dumps(e, allow_nan=False))["separation"] == "inf"
+    plain = claims.check("p", 1.0, "<=", 2.0, theorem=THM, kind="observation").to_dict()
+    assert plain["rivals"] == [] and plain["separation"] is None

@@ -470,7 +470,7 @@ def check(
         raise ValueError(f"claim {name!r}: theorem label {theorem!r} is not a valid label")
 
     value, measured_dtype = _as_number(measured, f"claim {name!r}: measured")
-    tgt = _as_target(target, relation, f"claim {name!r}: target")
+    tgt = _as_target(target, relation, f"claim {name!r}")
     atol = _as_number(atol, f"claim {name!r}: atol")[0]
     rtol = _as_number(rtol, f"claim {name!r}: rtol")[0]
     if not (atol >= 0 and rtol >= 0 and math.isfinite(atol) and math.isfinite(rtol)):
@@ -526,20 +526,21 @@ def check(
 
 
 def _as_target(target, relation: str, what: str) -> float | tuple[float, float]:
-    """A target (or a rival's prediction) as a float, or ``(lo, hi)`` for ``"in"``."""
+    """A target (or a rival's prediction) as a float, or ``(lo, hi)`` for ``"in"``;
+    ``what`` names the claim (and the rival) in the error."""
     if relation == "in":
         if not isinstance(target, tuple | list) or len(target) != 2:
-            raise TypeError(f"{what}: relation 'in' needs (lo, hi), got {target!r}")
-        lo = _as_number(target[0], f"{what}, lower end")[0]
-        hi = _as_number(target[1], f"{what}, upper end")[0]
+            raise TypeError(f"{what}: relation 'in' needs target=(lo, hi), got {target!r}")
+        lo = _as_number(target[0], f"{what}: lower bound")[0]
+        hi = _as_number(target[1], f"{what}: upper bound")[0]
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"{what}: interval ends must be finite, got [{lo}, {hi}]")
         if not lo <= hi:
             raise ValueError(f"{what}: empty interval [{lo}, {hi}]")
         return (lo, hi)
-    t = _as_number(target, what)[0]
+    t = _as_number(target, f"{what}: target")[0]
     if not math.isfinite(t):
-        raise ValueError(f"{what} must be finite, got {t}")
+        raise ValueError(f"{what}: target must be finite, got {t}")
     return t
 
 
@@ -643,7 +644,9 @@ def table_html(claims=None) -> str:
     body = []
     for c, r in zip(claims, rows(claims), strict=True):
         ok = c.ok if isinstance(c, Claim) else c["ok"]
-        cls = "claim-ok" if ok else "claim-bad"
+        cls = ("claim-ok" if ok else "claim-bad") + (
+            " claim-control" if (c.expect if isinstance(c, Claim) else c["expect"]) == "fail"
+            else "")
         body.append(f'<tr class="{cls}">' + "".join(f"<td>{html.escape(v)}</td>" for v in r)
                     + "</tr>")
     return (f'<table class="dltheory-claims"><thead><tr>{head}</tr></thead>'

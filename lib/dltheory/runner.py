@@ -104,8 +104,11 @@ def main(argv=None) -> int:
         run = run_chapter(chapter, profile=args.profile, timeout=args.timeout)
         print(f"== {chapter} ({run.seconds:.1f} s)")
         for rec in run.claims:
-            print(f"   {'✔' if rec['ok'] else '✘'} {rec['name']}: measured "
-                  f"{rec['measured_text']} {rec['bound']} -> {rec['status']}")
+            said = ([f"breaks: {rec['breaks']}"] if rec["expect"] == "fail" else []) + (
+                [rec["discrimination"]] if rec.get("discrimination") else [])
+            print(f"   {'✔' if rec['ok'] else '✘'} {rec['name']} [{rec.get('kind')}]: "
+                  f"measured {rec['measured_text']} {rec['bound']} -> {rec['status']}"
+                  + "".join(f"; {x}" for x in said))
         if run.error:
             print(f"   chapter failed: {run.error}")
         failed += not run.ok

@@ -61,19 +61,25 @@ class ClaimMimeRenderer:
         if isinstance(record, str):
             record = json.loads(record)
         mark = "✔" if record["ok"] else "✘"
-        kind = " (negative control)" if record["expect"] == "fail" else ""
+        control = record["expect"] == "fail"
+        kind = f" ({record['kind']}" + (", negative control)" if control else ")")
         para = nodes.paragraph()
         para += nodes.strong(text=f"{mark} claim {record['name']}{kind}: ")
         para += nodes.Text(
             f"measured {record['measured_text']} {record['bound']}, {record['status']}"
         )
+        said = ([f"breaks: {record['breaks']}"] if control else []) + (
+            [record["discrimination"]] if record["discrimination"] else [])
+        if said:
+            para += nodes.Text("; " + "; ".join(said))
         para += nodes.inline(
             text=f"  [{record['theorem']}; {record['profile']}, {record['device']}, "
             f"{record['dtype']}, seed {record['seed']}]",
             classes=["claim-meta"],
         )
         status = "claim-ok" if record["ok"] else "claim-bad"
-        box = nodes.container("", para, classes=["output", "dltheory-claim", status])
+        classes = ["output", "dltheory-claim", status] + (["claim-control"] if control else [])
+        box = nodes.container("", para, classes=classes)
         box["dltheory_claim"] = json.dumps(record)
         return [box]
 
@@ -162,6 +168,24 @@ def _check_ledger(app, env):
             if not r["ok"]:
                 logger.warning(f"claim {r['name']!r} is recorded as {r['status']}",
                                location=doc, type="dltheory", subtype="claims")
+            for problem in _undiscriminating(r):
+                logger.warning(f"claim {r['name']!r} {problem}",
+                               location=doc, type="dltheory", subtype="claims")
+
+
+def _undiscriminating(record) -> list[str]:
+    """What a recorded claim lacks to discriminate (a record written by another version of
+    :func:`dltheory.claims.check` may lack a kind, a prediction its rivals, a control the
+    hypothesis it breaks)."""
+    out = []
+    if record.get("kind") not in _claims.KINDS:
+        out.append(f"has no kind (one of {_claims.KINDS})")
+    if record["expect"] == "fail" and not record.get("breaks"):
+        out.append("is a negative control that names no broken hypothesis")
+    if record["expect"] == "pass" and record.get("kind") == "prediction" \
+            and not record.get("rivals"):
+        out.append("is a prediction without rivals")
+    return out
 
 
 def _table(app, fromdoc, records, proofs):
@@ -181,10 +205,11 @@ def _table(app, fromdoc, records, proofs):
     tbody = nodes.tbody()
     tgroup += tbody
     for r, cells in zip(records, _claims.rows(records), strict=True):
-        row = nodes.row(classes=["claim-ok" if r["ok"] else "claim-bad"])
+        row = nodes.row(classes=["claim-ok" if r["ok"] else "claim-bad"]
+                        + (["claim-control"] if r["expect"] == "fail" else []))
         for i, text in enumerate(cells):
             para = nodes.paragraph()
-            if i == 1 and r["theorem"] in proofs:
+            if i == _claims.TABLE_COLUMNS.index("theorem") and r["theorem"] in proofs:
                 target = proofs[r["theorem"]]
                 para += make_refnode(app.builder, fromdoc, target["docname"],
                                      r["theorem"], nodes.literal(text=text))
@@ -201,31 +226,73 @@ def _ledger_table(app, fromdoc):
     store = getattr(env, ENV_CLAIMS, {})
     proofs = getattr(env, "proof_list", {})
     out = []
-    n_claims = n_controls = n_chapters = 0
     for doc in _doc_order(env):
         records = store.get(doc, [])
         if not records:
             continue
-        n_chapters += 1
-        n_claims += len(records)
-        n_controls += sum(r["expect"] == "fail" for r in records)
+        n_controls = sum(r["expect"] == "fail" for r in records)
         title = env.titles[doc].astext() if doc in env.titles else doc
         head = nodes.paragraph(classes=["dltheory-ledger-chapter"])
         head += make_refnode(app.builder, fromdoc, doc, "", nodes.strong(text=title))
-        head += nodes.Text(f" ({len(records)} claims)")
+        controls = ("is a negative control" if n_controls == 1
+                    else "are negative controls")
+        head += nodes.Text(f" ({len(records)} claims, of which {n_controls} {controls})")
         out += [head, _table(app, fromdoc, records, proofs)]
+
+    return [*_summary(app, fromdoc, store, env), *out]
+
+
+def _verb(k: int, one: str, many: str) -> str:
+    return f"{k} {one if k == 1 else many}"
+
+
+def _summary(app, fromdoc, store, env) -> list[nodes.Node]:
+    """The verdict first, then the counts: claims, kinds, rivals, controls, and the
+    smallest separation between a measurement and a rival's prediction."""
+    records = [(doc, r) for doc in _doc_order(env) for r in store.get(doc, [])]
+    n_chapters = len({doc for doc, _ in records})
+    bad = [r["name"] for _, r in records if not r["ok"]]
+    controls = [r for _, r in records if r["expect"] == "fail"]
+    with_rivals = [(doc, r) for doc, r in records if r.get("rivals")]
 
     def plural(k, word):
         return f"{k} {word}{'' if k == 1 else 's'}"
 
-    summary = nodes.paragraph(
-        text=f"{plural(n_claims, 'claim')} in {plural(n_chapters, 'chapter')}, of which "
-        + (f"{n_controls} is a negative control" if n_controls == 1
-           else f"{n_controls} are negative controls")
-        + "; every row was measured by this build's execution of its chapter (or by the "
-        "cached execution of an unchanged chapter, library and profile)."
-    )
-    return [summary, *out]
+    verdict = nodes.paragraph(classes=["dltheory-ledger-verdict"])
+    if bad:
+        verdict += nodes.strong(text=f"{plural(len(bad), 'claim')} of {len(records)} did not "
+                                     f"come out as expected: {', '.join(bad)}.")
+    else:
+        verdict += nodes.strong(
+            text=f"All {plural(len(records), 'claim')} in {plural(n_chapters, 'chapter')} "
+                 f"came out as expected: {_verb(len(records) - len(controls), 'holds', 'hold')} "
+                 f"and {plural(len(controls), 'negative control')} "
+                 f"{'fails' if len(controls) == 1 else 'fail'} for the hypothesis broken.")
+    kinds = ", ".join(
+        f"{sum(r.get('kind') == k for _, r in records)} {k}" for k in _claims.KINDS)
+    counts = nodes.paragraph(
+        text=f"Kinds: {kinds}. {_verb(len(with_rivals), 'claim names', 'claims name')} "
+             f"rivals ({plural(sum(len(r['rivals']) for _, r in with_rivals), 'rival')} in "
+             "all), each rejected by the claim's own relation and tolerance. Every row was "
+             "measured by this build's execution of its chapter (or by the cached execution of an "
+             "unchanged chapter, library and profile).")
+    out = [verdict, counts]
+    tolerance_units = [(doc, r) for doc, r in with_rivals if r["unit"] != "× the bound"]
+    for group, words in ((tolerance_units, "in tolerances or half-widths"),
+                         ([x for x in with_rivals if x not in tolerance_units],
+                          "as a ratio to a rival's bound")):
+        finite = [(doc, r) for doc, r in group if isinstance(r["separation"], float | int)]
+        if not finite:
+            continue
+        doc, r = min(finite, key=lambda x: x[1]["separation"])
+        para = nodes.paragraph(
+            text=f"Smallest separation {words}: {r['separation']:.3g}, claim "
+                 f"{r['name']} against rival ‘{r['nearest_rival']}’ (")
+        title = env.titles[doc].astext() if doc in env.titles else doc
+        para += make_refnode(app.builder, fromdoc, doc, "", nodes.Text(title))
+        para += nodes.Text(").")
+        out.append(para)
+    return out
 
 
 def _resolve_ledger(app, doctree, fromdoc):
