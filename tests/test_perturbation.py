@@ -297,6 +297,64 @@ def test_gaussian_skip_condition_limit():
     assert float(pt.condition_numbers(W)) > 10 * kappa          # kappa(W) ~ n
 
 
+def test_gaussian_skip_edges_are_critical_values():
+    # The edges are lambda(g) at the roots of lambda'(g) = 0, lambda(g) = 1/g^2 - t^2/(g(g-1)).
+    for t in (0.1, 0.5, 0.75, 0.95):
+        lo, hi = pt.gaussian_skip_edges(1.0, t)
+        def lam(g, t=t):
+            return 1 / g**2 - t * t / (g * (g - 1))
+
+        def dlam(g, lam=lam):
+            return (lam(g + 1e-6) - lam(g - 1e-6)) / 2e-6
+
+        r = math.sqrt(t**4 + 8 * t * t)
+        g1, g2 = 4 / (4 - t * t + r), 4 / (4 - t * t - r)
+        assert abs(dlam(g1)) < 1e-5 and abs(dlam(g2)) < 1e-5
+        assert float(hi) ** 2 == pytest.approx(lam(g1), rel=1e-12)
+        assert float(lo) ** 2 == pytest.approx(lam(g2), rel=1e-12)
+        assert 0 < float(lo) < 1 < float(hi)
+
+
+def test_gaussian_skip_edges_limits_and_scaling():
+    # small t: the semicircle of the symmetric part, edges 1 -+ sqrt(2) t (not 1 -+ 2 t)
+    lo, hi = pt.gaussian_skip_edges(1.0, 1e-4)
+    assert float(hi) - 1 == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-3)
+    assert 1 - float(lo) == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-3)
+    # only sigma / eps matters, and the edges scale with eps
+    lo2, hi2 = pt.gaussian_skip_edges(2.0, 1.5)
+    lo1, hi1 = pt.gaussian_skip_edges(1.0, 0.75)
+    assert float(lo2) == pytest.approx(2 * float(lo1))
+    assert float(hi2) == pytest.approx(2 * float(hi1))
+    # the threshold is sigma = eps: finite below, inf at and above, blowing up towards it
+    ks = [float(pt.gaussian_skip_condition(1.0, s)) for s in (0.5, 0.9, 0.99, 0.999)]
+    assert all(math.isfinite(k) for k in ks) and ks == sorted(ks) and ks[-1] > 1e4
+    assert math.isinf(float(pt.gaussian_skip_condition(1.0, 1.0)))
+    assert math.isinf(float(pt.gaussian_skip_condition(1.0, 1.25)))
+    assert float(pt.gaussian_skip_edges(1.0, 1.0)[1]) == pytest.approx(1.5 * math.sqrt(3))
+    # exact limit below Weyl's limit bound where that exists
+    for s in (0.1, 0.25, 0.4):
+        assert float(pt.gaussian_skip_condition(1.0, s)) < \
+            float(pt.gaussian_skip_condition_limit(1.0, s))
+    with pytest.raises(ValueError, match="eps"):
+        pt.gaussian_skip_edges(0.0, 0.5)
+    with pytest.raises(ValueError, match="sigma"):
+        pt.gaussian_skip_edges(1.0, 0.0)
+
+
+def test_gaussian_skip_edges_match_large_gaussian_matrix():
+    # sigma = 0.6: Weyl's bound is void (2 sigma > 1) but kappa(I + W) stays bounded
+    gen = _gen(2)
+    n, sigma = 400, 0.6
+    W = sigma * _randn(gen, n, n) / math.sqrt(n)
+    s = _np_sv(torch.eye(n, dtype=F64) + W)
+    lo, hi = pt.gaussian_skip_edges(1.0, sigma)
+    assert float(s[0]) == pytest.approx(float(hi), rel=0.03)
+    assert float(s[-1]) == pytest.approx(float(lo), rel=0.15)       # soft edge, n^(-2/3)
+    # negative control: sigma = 1.25 > eps: the smallest singular value is near 0
+    s_big = _np_sv(torch.eye(n, dtype=F64) + 1.25 * W / sigma)
+    assert float(s_big[-1]) < 0.02
+
+
 # ----------------------------------------------------------------------------- layers
 
 

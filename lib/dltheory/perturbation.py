@@ -20,7 +20,10 @@ these matrices move:
   ``[I; B]`` are ``sqrt(1 + s_i(B)^2)`` (and 1), so ``kappa([I; B]) <= sqrt(1 + ||B||^2)``;
 * random matrices: :func:`quarter_circle_density` / :func:`quarter_circle_cdf`, the
   limiting law of the singular values of an ``n x n`` matrix with ``N(0, sigma^2/n)``
-  entries, supported on ``[0, 2 sigma]``; :func:`gaussian_skip_condition_limit`.
+  entries, supported on ``[0, 2 sigma]``; :func:`gaussian_skip_condition_limit` (Weyl's
+  limit bound, ``2 sigma < eps`` only) and the exact limits :func:`gaussian_skip_edges`,
+  :func:`gaussian_skip_condition` of the extreme singular values and condition number of
+  ``eps I + W`` (finite exactly when ``sigma < eps``).
 
 Plus the batched spectra the checks need - :func:`singular_values`,
 :func:`spectral_norm`, :func:`condition_numbers` (``[..., m, n]`` batches, any device) -
@@ -50,6 +53,7 @@ __all__ = [
     "weyl_interval", "skip_interval", "skip_condition_bound", "multiplicative_interval",
     "diagonal_condition_bound", "interlacing_interval", "concat_singular_values",
     "quarter_circle_density", "quarter_circle_cdf", "gaussian_skip_condition_limit",
+    "gaussian_skip_edges", "gaussian_skip_condition",
     "activation_diagonal",
     "local_linear", "range_condition_number", "layer_hessian_factor", "layer_hessian_eigvalsh",
     "layer_hessian_condition",
@@ -319,8 +323,10 @@ def quarter_circle_cdf(x: Tensor, sigma=1.0) -> Tensor:
 
 def gaussian_skip_condition_limit(eps, sigma) -> Tensor:
     """``(eps + 2 sigma) / (eps - 2 sigma)`` when ``2 sigma < eps``, else ``inf`` (0-d or
-    ``[...]``): the large-``n`` bound of ``kappa(eps I + W)`` for ``W`` with
-    ``N(0, sigma^2/n)`` entries (``||W|| -> 2 sigma``)."""
+    ``[...]``): Weyl's large-``n`` bound of ``kappa(eps I + W)`` for ``W`` with
+    ``N(0, sigma^2/n)`` entries (``||W|| -> 2 sigma``). It is not the threshold:
+    ``kappa(eps I + W)`` stays bounded for every ``sigma < eps``
+    (:func:`gaussian_skip_condition`)."""
     ref = torch.zeros((), dtype=torch.float64)
     if isinstance(eps, Tensor):
         ref = eps if eps.is_floating_point() else ref
@@ -329,6 +335,48 @@ def gaussian_skip_condition_limit(eps, sigma) -> Tensor:
     lo = e - 2 * s
     return torch.where(lo > 0, (e + 2 * s) / lo,
                        torch.full_like(lo, math.inf))
+
+
+def gaussian_skip_edges(eps, sigma) -> tuple[Tensor, Tensor]:
+    """The limits of ``s_min`` and ``s_max`` of ``eps I + W``, ``W`` ``n x n`` with
+    ``N(0, sigma^2/n)`` entries, as ``n -> inf`` (0-d or ``[...]`` each).
+
+    With ``t = sigma / eps`` the squared singular values of ``I + W/eps`` have the limit law
+    of an information-plus-noise matrix (Dozier and Silverstein 2007), whose support has
+    the edges ``lambda(g) = 1/g^2 - t^2/(g (g - 1))`` at the roots ``g`` of
+    ``2 (t^2 - 1) g^2 + (4 - t^2) g - 2 = 0``, ``g_{1,2} = 4 / (4 - t^2 +- sqrt(t^4 +
+    8 t^2))``. The upper edge is ``eps sqrt(lambda(g_1))`` (``g_1`` in ``(0, 1)``); for
+    ``t < 1`` the lower one is ``eps sqrt(lambda(g_2)) > 0`` (``g_2 > 1``), for ``t >= 1``
+    it is 0 (the limit law reaches 0).
+    """
+    ref = torch.zeros((), dtype=torch.float64)
+    if isinstance(eps, Tensor) and eps.is_floating_point():
+        ref = eps
+    e = _scalar_or_batch(eps, "eps", ref)
+    if (e <= 0).any():
+        raise ValueError("eps must be > 0 (for eps = 0 the lower edge is 0: thm (iii))")
+    t2 = (_sigma(sigma, e) / e) ** 2
+    root = (t2 * t2 + 8 * t2).sqrt()
+
+    def lam(g):
+        return 1 / (g * g) - t2 / (g * (g - 1))
+
+    below = t2 < 1
+    g1 = 4 / (4 - t2 + root)                             # in (0, 1): the upper edge
+    g2 = 4 / torch.where(below, 4 - t2 - root, torch.ones_like(t2))   # > 1 when t < 1
+    hi = e * lam(g1).clamp_min(0).sqrt()
+    lo = torch.where(below, e * lam(g2).clamp_min(0).sqrt(), torch.zeros_like(hi))
+    return lo, hi
+
+
+def gaussian_skip_condition(eps, sigma) -> Tensor:
+    """``lim kappa(eps I + W)`` for ``W`` with ``N(0, sigma^2/n)`` entries: the ratio of the
+    edges of :func:`gaussian_skip_edges`, finite exactly when ``sigma < eps`` (``inf``
+    otherwise). It is below Weyl's :func:`gaussian_skip_condition_limit` where that exists
+    (``2 sigma < eps``)."""
+    lo, hi = gaussian_skip_edges(eps, sigma)
+    return torch.where(lo > 0, hi / lo.clamp_min(torch.finfo(lo.dtype).tiny),
+                       torch.full_like(hi, math.inf))
 
 
 # ----------------------------------------------------------------------------- layers
