@@ -496,3 +496,31 @@ def test_closed_form_uses_the_recorded_step_when_it_is_not_gradient_descent(monk
     monkeypatch.setattr(kernels, "_closed_layout", lambda ops: None)
     ref = kernels.path_kernel(net, altered, Xt, progress=False)
     assert _rel(pk.K, ref.K) <= TOL
+
+
+@pytest.mark.parametrize("keep_signals", [False, True])
+def test_train_with_weight_decay_matches_torch_sgd_and_breaks_the_identity(keep_signals):
+    X, Y = _x((9, 3), 1), _x((9, 2), 2)
+    net = nets.mlp([3, 6, 2], "relu", bias_std=0.1, seed=0)
+    plain = dynamics.train(net, X, Y, lr=0.1, steps=4, keep_signals=keep_signals,
+                           progress=False)
+    zero = dynamics.train(net, X, Y, lr=0.1, steps=4, keep_signals=keep_signals,
+                          weight_decay=0.0, progress=False)
+    assert torch.equal(plain.params, zero.params)
+    tr = dynamics.train(net, X, Y, lr=0.1, steps=4, keep_signals=keep_signals,
+                        weight_decay=0.05, progress=False)
+    ref = nets.mlp([3, 6, 2], "relu", bias_std=0.1, seed=0)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1, weight_decay=0.05)
+    for s in range(4):
+        F = ref(X)
+        assert _rel(tr.out_grads[s], (F - Y).detach() / 9) <= 1e-13   # data loss only
+        opt.zero_grad()
+        (0.5 * ((F - Y) ** 2).sum() / 9).backward()
+        opt.step()
+    assert _rel(tr.params[4], torch.nn.utils.parameters_to_vector(ref.parameters())) <= 1e-13
+    Xt = _x((12, 3), 5, scale=3.0)
+    assert float(kernels.path_kernel(net, plain, Xt, progress=False).relative_error()) <= TOL
+    assert float(kernels.path_kernel(net, tr, Xt, progress=False).relative_error()) > 1e-4
+    for bad in (-0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="weight_decay"):
+            dynamics.train(net, X, Y, lr=0.1, steps=1, weight_decay=bad)

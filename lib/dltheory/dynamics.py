@@ -269,7 +269,7 @@ def _check_separable(loss_fn, F: torch.Tensor, Y: torch.Tensor, gen: torch.Gener
 
 def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse", lr: float,
           steps: int, reduction: str = "mean", keep_signals: bool = False,
-          progress: bool = True) -> NetTrajectory:
+          progress: bool = True, weight_decay: float = 0.0) -> NetTrajectory:
     """Full-batch gradient descent on ``net`` from its current parameters, recording what
     the path kernel needs; ``net`` itself is not modified (see :meth:`NetTrajectory.load`).
 
@@ -287,6 +287,11 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
             structured kernel path (``J^T g`` as outer products; ``k`` backward passes) and
             keep them, so that :func:`dltheory.kernels.path_kernel` reuses the training
             step's forward/backward work. Memory: ``S x N x k x (sum of widths)`` numbers.
+        weight_decay: ``lambda >= 0``; the step becomes ``w - lr (grad L(w) + lambda w)``
+            (an L2 penalty ``lambda |w|^2 / 2`` on every parameter). The recorded ``loss``
+            and ``out_grads`` stay those of ``L`` alone, so with ``lambda > 0`` the step is
+            no longer ``-lr sum_i J(x_i)^T g_i`` and the path-kernel identity does not hold:
+            a negative control for it. Default 0: plain gradient descent.
 
     Returns:
         :class:`NetTrajectory` with ``w_0..w_S`` and ``g_s = dL/df(X)`` at ``w_0..w_{S-1}``.
@@ -312,6 +317,10 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
                          f"got {getattr(Y, 'shape', type(Y))}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, int | float) or \
+            not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    wd = float(weight_decay)
 
     def fwd(p):
         out = torch.func.functional_call(net, p, (X,))
@@ -366,7 +375,8 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
             grad = kernels.signals_gradient(ops, sig, g)
             kept.append(sig)
             out_grads[s] = g
-            params = {n: params[n] - lr * grad[n] for n in names}
+            params = {n: params[n] - lr * (grad[n] + wd * params[n]) if wd else
+                      params[n] - lr * grad[n] for n in names}
             continue
         with torch.enable_grad():
             leaves = {n: v.detach().requires_grad_(True) for n, v in params.items()}
@@ -380,7 +390,8 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
             (g,) = torch.autograd.grad(value, F, retain_graph=True)
             grads = torch.autograd.grad(F, [leaves[n] for n in names], g)
         out_grads[s] = g
-        params = {n: params[n] - lr * gr for n, gr in zip(names, grads, strict=True)}
+        params = {n: params[n] - lr * (gr + wd * params[n]) if wd else params[n] - lr * gr
+                  for n, gr in zip(names, grads, strict=True)}
     return NetTrajectory(params=flat, out_grads=out_grads, outputs=outputs, loss=losses, X=X,
                          Y=Y, lr=float(lr), loss_name=name, reduction=reduction,
                          signals=kept)
