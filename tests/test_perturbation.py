@@ -318,8 +318,9 @@ def test_gaussian_skip_edges_are_critical_values():
 def test_gaussian_skip_edges_limits_and_scaling():
     # small t: the semicircle of the symmetric part, edges 1 -+ sqrt(2) t (not 1 -+ 2 t)
     lo, hi = pt.gaussian_skip_edges(1.0, 1e-4)
-    assert float(hi) - 1 == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-3)
-    assert 1 - float(lo) == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-3)
+    upper_gap, lower_gap = float(hi) - 1, 1 - float(lo)
+    assert upper_gap == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-3)
+    assert lower_gap == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-3)
     # only sigma / eps matters, and the edges scale with eps
     lo2, hi2 = pt.gaussian_skip_edges(2.0, 1.5)
     lo1, hi1 = pt.gaussian_skip_edges(1.0, 0.75)
