@@ -596,6 +596,14 @@ TABLE_COLUMNS = ("claim", "kind", "theorem", "measured", "bound", "status",
                  "rejects / breaks", "run", "wall (s)")
 
 
+def rejects_text(record: dict) -> str:
+    """What a recorded claim rejects (nearest rival, slack) or, for a negative control, the
+    hypothesis it breaks and its miss; ``""`` when there is nothing to say."""
+    said = ([f"breaks: {record['breaks']}"] if record["expect"] == "fail" else []) + (
+        [record["discrimination"]] if record.get("discrimination") else [])
+    return "; ".join(said)
+
+
 def rows(claims) -> list[list[str]]:
     """Table rows (strings) for claim records (Claim objects or their dicts).
 
@@ -607,11 +615,7 @@ def rows(claims) -> list[list[str]]:
     for c in claims:
         d = c.to_dict() if isinstance(c, Claim) else c
         control = d["expect"] == "fail"
-        if control:
-            what = f"breaks: {d['breaks']}" + (f"; {d['discrimination']}"
-                                                if d["discrimination"] else "")
-        else:
-            what = d["discrimination"] or "—"
+        what = rejects_text(d) or "—"
         seed = "—" if d["seed"] is None else str(d["seed"])
         out.append([
             d["name"] + (" (negative control)" if control else ""),

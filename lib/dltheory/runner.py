@@ -104,11 +104,10 @@ def main(argv=None) -> int:
         run = run_chapter(chapter, profile=args.profile, timeout=args.timeout)
         print(f"== {chapter} ({run.seconds:.1f} s)")
         for rec in run.claims:
-            said = ([f"breaks: {rec['breaks']}"] if rec["expect"] == "fail" else []) + (
-                [rec["discrimination"]] if rec.get("discrimination") else [])
+            said = _claims.rejects_text(rec)
             print(f"   {'✔' if rec['ok'] else '✘'} {rec['name']} [{rec.get('kind')}]: "
                   f"measured {rec['measured_text']} {rec['bound']} -> {rec['status']}"
-                  + "".join(f"; {x}" for x in said))
+                  + (f"; {said}" if said else ""))
         if run.error:
             print(f"   chapter failed: {run.error}")
         failed += not run.ok

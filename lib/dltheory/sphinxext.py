@@ -68,10 +68,9 @@ class ClaimMimeRenderer:
         para += nodes.Text(
             f"measured {record['measured_text']} {record['bound']}, {record['status']}"
         )
-        said = ([f"breaks: {record['breaks']}"] if control else []) + (
-            [record["discrimination"]] if record["discrimination"] else [])
+        said = _claims.rejects_text(record)
         if said:
-            para += nodes.Text("; " + "; ".join(said))
+            para += nodes.Text(f"; {said}")
         para += nodes.inline(
             text=f"  [{record['theorem']}; {record['profile']}, {record['device']}, "
             f"{record['dtype']}, seed {record['seed']}]",
