@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import InputError
 from .nets import Abs, DenseBlock, Maxout, ResidualBlock
 
 __all__ = [
@@ -74,7 +75,7 @@ _SUPPORTED_TEXT = (
 )
 
 
-class NotCPAError(ValueError):
+class NotCPAError(InputError):
     """A module that the spline view cannot verify as continuous piecewise-affine."""
 
 

@@ -53,6 +53,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .errors import InputError
+
 __all__ = [
     "ACTIVATIONS",
     "InfiniteWidthError",
@@ -77,7 +79,7 @@ ACTIVATIONS = ("relu", "erf")
 _TWO_PI = 2.0 * math.pi
 
 
-class InfiniteWidthError(ValueError):
+class InfiniteWidthError(InputError):
     """Bad input to an infinite-width kernel computation (named in the message)."""
 
 

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import InputError
 from .infinite import (  # noqa: F401  (the infinite-width kernels live in `kernels` too)
     ACTIVATIONS as INFINITE_WIDTH_ACTIVATIONS,
 )
@@ -97,11 +98,11 @@ __all__ = [
 ]
 
 
-class NotStructuredError(ValueError):
+class NotStructuredError(InputError):
     """A module that the structured (layer-wise) kernel path cannot handle."""
 
 
-class NotPiecewiseLinearError(ValueError):
+class NotPiecewiseLinearError(InputError):
     """The exact split of a segment needs an MLP with piecewise-linear activations."""
 
 

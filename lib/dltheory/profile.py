@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import InputError
+
 PROFILES = ("ci", "full")
 ENV_PROFILE = "DLTHEORY_PROFILE"
 ENV_DEVICE = "DLTHEORY_DEVICE"
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError):
     """An invalid profile or device setting."""
 
 

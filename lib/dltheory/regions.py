@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import cpa
+from .errors import InputError
 from .nets import Abs
 
 __all__ = [
@@ -86,7 +87,7 @@ def _frozen(net: nn.Module) -> nn.Module:
     return copy.deepcopy(net).requires_grad_(False)
 
 
-class RegionError(ValueError):
+class RegionError(InputError):
     """Invalid input to a region enumeration (shape, degenerate segment or plane, bounds)."""
 
 
