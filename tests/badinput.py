@@ -165,11 +165,11 @@ def assert_pure(case: Case) -> None:
 RANDOM_SPOILS = ("nan", "inf", "nan_weight")
 
 
-def tests_for(cases: list[Case], *, examples: int = 4):
+def make_tests(cases: list[Case], *, examples: int = 4):
     """The two tests of a list of cases: every spoil refused (a NaN or inf at ``examples``
     drawn positions), and every valid call pure. Assign them at module level::
 
-        test_refused, test_pure = tests_for(CASES)
+        test_refused, test_pure = make_tests(CASES)
     """
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
