@@ -26,6 +26,12 @@ per sample**, ``x.reshape(B, -1)``: for an image ``[B, C, H, W]`` the index of p
 The spline view needs each sample to be processed on its own with fixed parameters: batch
 norm must use its running statistics (eval mode) and dropout must be off; call
 ``net.eval()`` or :func:`dltheory.nets.spline_eval` first.
+
+Bad input never yields a number: every entry point checks its arguments with
+:mod:`dltheory.validation` (a finite, non-empty floating ``x`` of the network's dtype and
+device; a network with finite parameters; a forward pass that does not overflow) and raises
+an :class:`~dltheory.errors.InputError` (or ``InputTypeError``) naming the argument. The
+network always runs on a copy of ``x``, so an in-place first module cannot overwrite it.
 """
 
 from __future__ import annotations
@@ -35,12 +41,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import InputError
+from . import validation
+from .errors import InputError, InputTypeError
 from .nets import Abs, DenseBlock, Maxout, ResidualBlock
 
 __all__ = [
-    "NotCPAError", "Site", "validate", "trace", "codes", "same_code", "affine_map",
-    "check_affine", "KINDS",
+    "NotCPAError", "Site", "validate", "trace", "preactivations", "codes", "same_code",
+    "conv_matrix", "affine_map", "check_affine", "KINDS",
 ]
 
 KINDS = ("relu", "leaky", "abs", "max")
@@ -155,7 +162,7 @@ def _check_leaf(path: str, m: nn.Module) -> None:
             raise NotCPAError(f"{where}: Unflatten(dim=0) splits the batch dimension")
 
 
-def validate(net: nn.Module) -> nn.Module:
+def validate(net: nn.Module, *, fn: str = "cpa.validate") -> nn.Module:
     """Check that ``net`` is a CPA network the spline view can analyse; return it.
 
     Walks every submodule. Containers (``Sequential``, ``ModuleList``,
@@ -163,11 +170,17 @@ def validate(net: nn.Module) -> nn.Module:
     walked into; leaves must be of a known CPA type (exactly, not a subclass, whose
     ``forward`` could do anything). Raises :class:`NotCPAError` naming the module's path
     and type for a non-CPA or unknown module, for batch norm or dropout in training mode,
-    and for layer options the spline view does not handle.
+    and for layer options the spline view does not handle; an
+    :class:`~dltheory.errors.InputError` for NaN or inf in a parameter or buffer.
+    ``fn`` names the calling function in messages.
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    _validate(net, "")
+    validation.network(net, "net", fn=fn, finite=False, eval_only=False)
+    try:
+        _validate(net, "")
+    except NotCPAError as err:
+        raise NotCPAError(f"{fn}: net: {err}") from None
+    # modes were checked by the walk (dropout with p = 0 may stay in training mode)
+    validation.network(net, "net", fn=fn, eval_only=False)
     return net
 
 
@@ -209,42 +222,57 @@ def _param_dtype_device(net: nn.Module):
     return None, None
 
 
-def _check_input(net: nn.Module, x) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor [B, *in_shape], got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(
-            f"x must be batched, [B, *in_shape], got shape {tuple(x.shape)}; add a batch "
-            "dimension with x[None]"
-        )
+def _input(net: nn.Module, x, name: str, fn: str) -> torch.Tensor:
+    """``x`` checked for ``fn`` as a batch ``[B, *in_shape]`` of finite values in the
+    network's dtype and on its device (:func:`dltheory.validation.tensor`)."""
     dtype, device = _param_dtype_device(net)
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"x has dtype {x.dtype} but the network's parameters are {dtype}; convert one "
-            f"of them (x.to({dtype}) or net.to({x.dtype}))"
-        )
-    if device is not None and x.device != device:
-        raise ValueError(f"x is on {x.device} but the network's parameters are on {device}")
+    kw = dict(fn=fn, min_ndim=2, dtype=dtype, device=device, layout="[B, *in_shape] (batched)")
+    try:
+        return validation.tensor(x, name, **kw)
+    except RuntimeError:
+        # inside torch.func.vmap a value cannot steer Python (data-dependent control flow):
+        # only the shape, dtype and device can be checked there
+        return validation.tensor(x, name, finite=False, **kw)
 
 
-def _forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _own(x: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` to hand the network, so that an in-place module
+    (``ReLU(inplace=True)``) can never overwrite the caller's tensor. Unlike
+    :func:`dltheory.validation.private_copy` it keeps ``x``'s autograd history (and works
+    under :mod:`torch.func` transforms): :func:`trace` is differentiable in ``x``."""
+    return x.clone()
+
+
+def _finite_result(y: torch.Tensor, what: str, fn: str) -> None:
+    """:func:`dltheory.validation.finite_output` on a computed ``y`` (skipped inside
+    :func:`torch.func.vmap`, where values cannot be read)."""
+    try:
+        finite = bool(torch.isfinite(y).all())
+    except RuntimeError:
+        return
+    if not finite:
+        validation.finite_output(y, what, fn=fn, cause="x or the network's weights are too "
+                                 "large for the dtype (the forward pass overflows)")
+
+
+def _forward(net: nn.Module, x: torch.Tensor, *, name: str = "x",
+             fn: str | None = None) -> torch.Tensor:
     """``net(x)`` with a clear error when the shape does not fit; output ``[B, *out]``."""
+    head = f"{fn}: " if fn else ""
     try:
         y = net(x)
     except (RuntimeError, ValueError) as err:
         if isinstance(err, NotCPAError):
             raise
-        raise ValueError(
-            f"the network cannot run on an input of shape {tuple(x.shape)} "
+        raise InputError(
+            f"{head}the network cannot run on {name}, an input of shape {tuple(x.shape)} "
             f"[B, *in_shape]: {err}"
         ) from err
     if not isinstance(y, torch.Tensor) or y.ndim < 1 or y.shape[0] != x.shape[0]:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(
-            f"the network maps an input of shape {tuple(x.shape)} to {shape}; the spline "
-            "view needs an output [B, *out_shape] with the same batch size"
+        raise InputError(
+            f"{head}the network maps {name}, an input of shape {tuple(x.shape)}, to {shape}; "
+            "the spline view needs an output [B, *out_shape] with the same batch size"
         )
     return y
 
@@ -286,7 +314,7 @@ def _groups(m: nn.Module, h: torch.Tensor, path: str) -> torch.Tensor:
     if isinstance(m, Maxout):
         k = m.k
         if h.ndim < 2 or h.shape[1] % k:
-            raise ValueError(
+            raise InputError(
                 f"{_where(path, m)} needs an input [B, C*{k}, ...] whose channel count is a "
                 f"multiple of {k}, got shape {tuple(h.shape)}"
             )
@@ -294,7 +322,7 @@ def _groups(m: nn.Module, h: torch.Tensor, path: str) -> torch.Tensor:
         return h.reshape(B, C, k, *S).movedim(2, -1).reshape(B, -1, k)
     if isinstance(m, nn.MaxPool2d):
         if h.ndim != 4:
-            raise ValueError(f"{_where(path, m)} needs an input [B, C, H, W], got "
+            raise InputError(f"{_where(path, m)} needs an input [B, C, H, W], got "
                              f"shape {tuple(h.shape)}")
         kh, kw = _pair(m.kernel_size)
         _, C, H, W = h.shape
@@ -303,7 +331,7 @@ def _groups(m: nn.Module, h: torch.Tensor, path: str) -> torch.Tensor:
         return win.permute(0, 1, 2, 4, 3, 5).reshape(B, C * Ho * Wo, kh * kw)
     if isinstance(m, nn.MaxPool1d):
         if h.ndim != 3:
-            raise ValueError(f"{_where(path, m)} needs an input [B, C, L], got "
+            raise InputError(f"{_where(path, m)} needs an input [B, C, L], got "
                              f"shape {tuple(h.shape)}")
         (k,) = _pair(m.kernel_size, 1)
         _, C, L = h.shape
@@ -324,9 +352,15 @@ def trace(net: nn.Module, x: torch.Tensor) -> list[Site]:
     Returns one :class:`Site` per call of a ReLU, LeakyReLU, Abs, Maxout, MaxPool1d or
     MaxPool2d module, in execution order (a module called twice gives two sites). The
     network is validated first (:func:`validate`), so batch norm must be in eval mode.
+    Raises an :class:`~dltheory.errors.InputError` for a non-finite ``x`` or a forward
+    pass that overflows.
     """
-    validate(net)
-    _check_input(net, x)
+    return _trace(net, x, "cpa.trace")
+
+
+def _trace(net: nn.Module, x, fn: str) -> list[Site]:
+    validate(net, fn=fn)
+    x = _input(net, x, "x", fn)
     sites: list[Site] = []
     handles = []
 
@@ -341,10 +375,11 @@ def trace(net: nn.Module, x: torch.Tensor) -> list[Site]:
             kind = _NONLINEAR.get(type(m))
             if kind is not None:
                 handles.append(m.register_forward_pre_hook(hook_for(path, kind)))
-        _forward(net, x)
+        y = _forward(net, _own(x), fn=fn)
     finally:
         for handle in handles:
             handle.remove()
+    _finite_result(y, "net(x)", fn)
     return sites
 
 
@@ -353,11 +388,11 @@ def preactivations(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     execution order: ``[B, U]``. Differentiable (``torch.func`` transforms apply), so the
     gradients of the units' zero sets follow from ``jacrev``. Networks with max sites
     (max pooling, maxout) have no single pre-activation per unit and are refused."""
-    sites = trace(net, x)
+    sites = _trace(net, x, "cpa.preactivations")
     maxes = [s.path for s in sites if s.kind == "max"]
     if maxes:
-        raise ValueError(f"preactivations: the max sites {maxes} have no single "
-                         "pre-activation per unit; use trace() for them")
+        raise InputError(f"cpa.preactivations: net has the max sites {maxes}, which have no "
+                         "single pre-activation per unit; use trace() for them")
     if not sites:
         return x.new_zeros((x.shape[0], 0))
     return torch.cat([s.pre for s in sites], 1)
@@ -369,7 +404,7 @@ def codes(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     ``[B, n]`` bool (``pre > 0``) for relu, leaky and abs sites; ``[B, n_groups]`` int64
     (argmax) for max sites.
     """
-    return [site.code() for site in trace(net, x)]
+    return [site.code() for site in _trace(net, x, "cpa.codes")]
 
 
 def same_code(c1: list[torch.Tensor], c2: list[torch.Tensor]) -> torch.Tensor:
@@ -377,26 +412,46 @@ def same_code(c1: list[torch.Tensor], c2: list[torch.Tensor]) -> torch.Tensor:
 
     The batches broadcast (a code of batch 1 compares with every code of the other batch).
     For a network without nonlinearities (one region) the answer is a 0-d ``True``.
+    ``c1``, ``c2``: lists (or tuples) of codes as :func:`codes` returns them, each
+    ``[B, n]``, bool or integer.
     """
+    fn = "cpa.same_code"
+    c1, c2 = _codes_arg(c1, "c1", fn), _codes_arg(c2, "c2", fn)
     if len(c1) != len(c2):
-        raise ValueError(
-            f"codes from different networks: {len(c1)} sites vs {len(c2)} sites"
+        raise InputError(
+            f"{fn}: c1 and c2 are codes from different networks: {len(c1)} sites vs "
+            f"{len(c2)} sites"
         )
     out = torch.ones((), dtype=torch.bool)
     for i, (a, b) in enumerate(zip(c1, c2, strict=True)):
         if a.shape[1:] != b.shape[1:]:
-            raise ValueError(
-                f"site {i}: code shapes {tuple(a.shape)} and {tuple(b.shape)} differ beyond "
-                "the batch dimension"
+            raise InputError(
+                f"{fn}: site {i}: code shapes {tuple(a.shape)} (c1) and {tuple(b.shape)} (c2) "
+                "differ beyond the batch dimension"
             )
         if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
-            raise ValueError(
-                f"site {i}: batches of {a.shape[0]} and {b.shape[0]} codes do not pair "
-                "(same batch size, or a batch of 1 on one side)"
+            raise InputError(
+                f"{fn}: site {i}: batches of {a.shape[0]} and {b.shape[0]} codes do not pair "
+                "(same batch size, or a batch of 1 on one side) in c1 and c2"
             )
         eq = (a == b).reshape(max(a.shape[0], b.shape[0]), -1).all(dim=1)
         out = out.to(eq.device) & eq
     return out
+
+
+def _codes_arg(c, name: str, fn: str) -> list[torch.Tensor]:
+    """``c`` checked as a list of codes: tensors ``[B, n]``, bool or integer."""
+    if not isinstance(c, list | tuple):
+        raise InputTypeError(f"{fn}: {name} must be a list of codes (as cpa.codes "
+                             f"returns), got {type(c).__name__}")
+    for i, a in enumerate(c):
+        a = validation.tensor(a, f"{name}[{i}]", fn=fn, ndim=2, floating=False,
+                              finite=False, nonempty=False, layout="[B, n]")
+        if a.is_floating_point() or a.is_complex():
+            raise InputTypeError(
+                f"{fn}: {name}[{i}] has dtype {a.dtype}; a code is bool (relu, leaky, abs "
+                "sites) or integer (max sites), as cpa.codes returns")
+    return list(c)
 
 
 # --------------------------------------------------------------------------- matrices
@@ -438,6 +493,10 @@ def conv_matrix(conv: nn.Conv1d | nn.Conv2d, in_shape: tuple[int, ...]) -> torch
     arithmetic: tap ``(i, j)`` of output ``(o_h, o_w)`` reads input
     ``(o_h*s_h - p_h + i*d_h, o_w*s_w - p_w + j*d_w)``, or the zero padding.
     """
+    return _toeplitz(conv, _conv_args(conv, in_shape, "cpa.conv_matrix"))
+
+
+def _toeplitz(conv: nn.Conv1d | nn.Conv2d, in_shape: tuple[int, ...]) -> torch.Tensor:
     C_in, *spatial = in_shape
     dev = conv.weight.device
     dims = _conv_geometry(conv, tuple(spatial))
@@ -450,6 +509,34 @@ def conv_matrix(conv: nn.Conv1d | nn.Conv2d, in_shape: tuple[int, ...]) -> torch
         T = torch.einsum("oqij,aih,bjw->oabqhw", W, P[0], P[1])
     n_out = W.shape[0] * torch.Size([p.shape[0] for p in P]).numel()
     return T.reshape(n_out, C_in * torch.Size(spatial).numel())
+
+
+def _conv_args(conv, in_shape, fn: str) -> tuple[int, ...]:
+    """Check ``conv`` (a supported, finite ``Conv1d``/``Conv2d``) and that ``in_shape`` is an
+    input shape ``(C_in, *spatial)`` it runs on; return ``in_shape`` as a tuple."""
+    if type(conv) not in (nn.Conv1d, nn.Conv2d):
+        raise InputTypeError(f"{fn}: conv must be a torch.nn.Conv1d or Conv2d, got "
+                             f"{type(conv).__name__}")
+    validation.network(conv, "conv", fn=fn)
+    try:
+        _check_leaf("conv", conv)
+    except NotCPAError as err:
+        raise NotCPAError(f"{fn}: {err}") from None
+    n = len(conv.kernel_size)
+    want = "(C_in, L)" if n == 1 else "(C_in, H, W)"
+    if not isinstance(in_shape, tuple | list | torch.Size) or len(in_shape) != n + 1:
+        raise InputError(f"{fn}: in_shape must be {want} for a {type(conv).__name__}, got "
+                         f"{in_shape!r}")
+    shape = tuple(validation.integer(v, "in_shape", fn=fn, lo=1) for v in in_shape)
+    if shape[0] != conv.in_channels:
+        raise InputError(f"{fn}: in_shape {shape} has {shape[0]} channels but the "
+                         f"convolution takes {conv.in_channels}")
+    for _, n_out, *_ in _conv_geometry(conv, shape[1:]):
+        if n_out < 1:
+            raise InputError(f"{fn}: in_shape {shape} is too small for the convolution "
+                             f"(kernel {tuple(conv.kernel_size)}, dilation "
+                             f"{tuple(conv.dilation)}, padding {conv.padding}): no output")
+    return shape
 
 
 def _avgpool_matrix(m: nn.Module, spatial: tuple[int, ...], dtype, device) -> torch.Tensor:
@@ -498,7 +585,7 @@ def _walk(m: nn.Module, path: str, h: torch.Tensor, M: torch.Tensor, c: torch.Te
     if t is ResidualBlock:
         hb, Mb, cb = _walk(m.body, _join(path, "body"), h, M, c)
         if hb.shape != h.shape:
-            raise ValueError(f"{_where(path, m)}: body maps shape {tuple(h.shape)} to "
+            raise InputError(f"{_where(path, m)}: body maps shape {tuple(h.shape)} to "
                              f"{tuple(hb.shape)}")
         return h + hb, M + Mb, c + cb                     # (I + body) composed with (M, c)
     if t is DenseBlock:
@@ -518,7 +605,7 @@ def _walk(m: nn.Module, path: str, h: torch.Tensor, M: torch.Tensor, c: torch.Te
             c = c + m.bias
         c = c.reshape(B, -1)
     elif t in (nn.Conv1d, nn.Conv2d):
-        T = conv_matrix(m, tuple(h.shape[1:]))            # [n_out, n_in]
+        T = _toeplitz(m, tuple(h.shape[1:]))              # [n_out, n_in]
         if T.shape[0] != out[0].numel():
             raise AssertionError(f"{_where(path, m)}: Toeplitz matrix has {T.shape[0]} rows "
                                  f"for an output of shape {tuple(out.shape)}")
@@ -569,27 +656,32 @@ def _walk(m: nn.Module, path: str, h: torch.Tensor, M: torch.Tensor, c: torch.Te
         validate(m)                                       # raises NotCPAError with the reason
         raise NotCPAError(f"{_where(path, m)} is not supported by the product method")
     if out.shape[0] != B or out[0].numel() != M.shape[1]:
-        raise ValueError(f"{_where(path, m)} maps {tuple(h.shape)} to {tuple(out.shape)}, "
+        raise InputError(f"{_where(path, m)} maps {tuple(h.shape)} to {tuple(out.shape)}, "
                          f"which the spline view cannot follow per sample")
     return out, M, c
 
 
-def _affine_product(net: nn.Module, x: torch.Tensor):
+def _affine_product(net: nn.Module, x: torch.Tensor, fn: str):
     B = x.shape[0]
     d = x[0].numel()
     M = torch.eye(d, dtype=x.dtype, device=x.device).expand(B, d, d)
     c = torch.zeros(B, d, dtype=x.dtype, device=x.device)
     try:
-        _, M, c = _walk(net, "", x, M, c)
+        y, M, c = _walk(net, "", _own(x), M, c)
+    except NotCPAError:
+        raise
+    except InputError as err:                             # a layer that x's shape does not fit
+        raise InputError(f"{fn}: x of shape {tuple(x.shape)}: {err}") from err
     except RuntimeError as err:
-        raise ValueError(
-            f"the network cannot run on an input of shape {tuple(x.shape)} "
+        raise InputError(
+            f"{fn}: the network cannot run on x, an input of shape {tuple(x.shape)} "
             f"[B, *in_shape]: {err}"
         ) from err
+    _finite_result(y, "net(x)", fn)
     return M, c
 
 
-def _affine_jacobian(net: nn.Module, x: torch.Tensor):
+def _affine_jacobian(net: nn.Module, x: torch.Tensor, fn: str):
     """``A = df/dx`` by reverse-mode autodiff, ``b = f(x) - A x``.
 
     Differentiates the batch-summed output: since a validated network treats every sample
@@ -597,10 +689,14 @@ def _affine_jacobian(net: nn.Module, x: torch.Tensor):
     """
     B = x.shape[0]
     d = x[0].numel()
-    y = _forward(net, x).reshape(B, -1)
-    J = torch.func.jacrev(lambda z: net(z).reshape(B, -1).sum(0))(x)   # [d_out, B, *in]
+    y = _forward(net, _own(x), fn=fn).reshape(B, -1)
+    _finite_result(y, "net(x)", fn)
+    # z is a leaf of jacrev's graph: the network gets a copy (an in-place first module)
+    J = torch.func.jacrev(lambda z: net(_own(z)).reshape(B, -1).sum(0))(x)  # [d_out, B, *in]
     A = J.reshape(y.shape[1], B, d).transpose(0, 1)
     b = y - (A @ x.reshape(B, d, 1)).squeeze(-1)
+    _finite_result(A, "the Jacobian A", fn)
+    _finite_result(b, "the offset b = f(x) - A x", fn)
     return A, b
 
 
@@ -628,16 +724,25 @@ def affine_map(net: nn.Module, x: torch.Tensor, method: str = "product", *,
     ``torch.no_grad()``, which saves memory when that history is not needed).
 
     ``strict=False`` skips :func:`validate` (the jacobian method then runs on any
-    differentiable network: the negative controls of the book use it on smooth ones).
+    differentiable network: the negative controls of the book use it on smooth ones); the
+    network must still have finite parameters and no batch norm or dropout in training mode.
+
+    Raises an :class:`~dltheory.errors.InputError` for an empty or non-finite ``x`` and for
+    a forward pass that overflows.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if strict:
-        validate(net)
-    _check_input(net, x)
+    return _affine_map(net, x, method, strict, "cpa.affine_map")
+
+
+def _affine_map(net, x, method, strict, fn: str):
+    validation.choice(method, "method", METHODS, fn=fn)
+    if validation.boolean(strict, "strict", fn=fn):
+        validate(net, fn=fn)
+    else:
+        validation.network(net, "net", fn=fn)
+    x = _input(net, x, "x", fn)
     if method == "product":
-        return _affine_product(net, x)
-    return _affine_jacobian(net, x)
+        return _affine_product(net, x, fn)
+    return _affine_jacobian(net, x, fn)
 
 
 def check_affine(net: nn.Module, x: torch.Tensor, x_prime: torch.Tensor, *,
@@ -650,16 +755,23 @@ def check_affine(net: nn.Module, x: torch.Tensor, x_prime: torch.Tensor, *,
     at rounding level when ``x'`` shares the code of ``x``, and large across a boundary
     (or for a network that is not CPA).
     """
-    A, b = affine_map(net, x, method, strict=strict)
-    _check_input(net, x_prime)
+    fn = "cpa.check_affine"
+    A, b = _affine_map(net, x, method, strict, fn)
+    x_prime = _input(net, x_prime, "x_prime", fn)
     if x_prime.shape[1:] != x.shape[1:] or x.shape[0] not in (1, x_prime.shape[0]):
-        raise ValueError(
-            f"x_prime of shape {tuple(x_prime.shape)} does not pair with x of shape "
+        raise InputError(
+            f"{fn}: x_prime of shape {tuple(x_prime.shape)} does not pair with x of shape "
             f"{tuple(x.shape)}: same per-sample shape, and the same batch or a batch of 1 in x"
         )
     Bp = x_prime.shape[0]
-    y = _forward(net, x_prime).reshape(Bp, -1)
+    y = _forward(net, _own(x_prime), name="x_prime", fn=fn).reshape(Bp, -1)
+    _finite_result(y, "net(x_prime)", fn)
     pred = (A @ x_prime.reshape(Bp, -1, 1)).squeeze(-1) + b
+    # scale each row by a power of two (exact): the norms' squares neither overflow nor
+    # underflow, and the ratio is unchanged
+    m = torch.maximum(y.abs().amax(1, keepdim=True), pred.abs().amax(1, keepdim=True))
+    scale = torch.ldexp(torch.ones_like(m), -torch.frexp(m).exponent)
+    y, pred = y * scale, pred * scale
     tiny = torch.finfo(y.dtype).tiny
     err = (y - pred).norm(dim=1) / y.norm(dim=1).clamp_min(tiny)
     return err.max()

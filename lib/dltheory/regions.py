@@ -30,6 +30,15 @@ are merged with a tolerance read off the gap between their spread and the distan
 distinct vertices (:class:`VertexMerge`), never a fixed one: a fine partition has distinct
 vertices closer than any fixed tolerance that would merge all copies.
 
+**Bad input** never yields a number: the arguments are checked with
+:mod:`dltheory.validation` (a CPA network, :func:`dltheory.cpa.validate`, with finite float64
+parameters in eval mode; finite, non-empty floating inputs, which are copied, so a network's
+in-place module never writes into them; tolerances and counts in range), and a problem too
+large for float64 is refused rather than enumerated wrongly: input coordinates,
+pre-activations and outputs beyond :data:`VALUE_LIMIT`, plane coordinates beyond
+:data:`BOUNDS_LIMIT`. The errors are :class:`RegionError` (an
+:class:`~dltheory.errors.InputError`) or those of :mod:`dltheory.validation`.
+
 Entry points: :func:`on_segment` -> :class:`Segment`, :func:`on_plane` -> :class:`Plane`
 (with :meth:`Plane.decision_boundary` -> :class:`Boundary`), :func:`nearest_boundary_along`,
 and the dense-sampling counterparts :func:`sample_segment` and :func:`sample_plane`, which
@@ -55,12 +64,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import cpa
-from .errors import InputError
+from . import cpa, validation
+from .errors import InputError, InputTypeError
 from .nets import Abs
 
 __all__ = [
+    "BOUNDS_LIMIT",
     "BREAK_TOL",
+    "VALUE_LIMIT",
     "ZERO_TOL",
     "Boundary",
     "Plane",
@@ -88,74 +99,156 @@ def _frozen(net: nn.Module) -> nn.Module:
 
 
 class RegionError(InputError):
-    """Invalid input to a region enumeration (shape, degenerate segment or plane, bounds)."""
+    """Invalid input to a region enumeration (shape, degenerate segment or plane, bounds,
+    a problem too large for float64)."""
 
 
 # ============================================================================ input checks
 
+VALUE_LIMIT = 1e300
+"""The largest magnitude of an input coordinate, a pre-activation or an output that the
+enumerations accept: the cuts take differences of differences of these values, which must
+not overflow float64 (about 1.8e308)."""
+BOUNDS_LIMIT = 1e100
+"""The largest magnitude of a plane coordinate (``bounds``): the polygons' areas and
+centroids take products of three coordinates. Scale ``u`` and ``v`` instead."""
 
-def _as_tensor(net: nn.Module, x, name: str) -> Tensor:
-    """``x`` as a float64 tensor on the net's device; raises for non-finite values or a net
-    whose parameters are not float64 (exactness needs float64)."""
-    dtype, device = cpa._param_dtype_device(net)
-    device = torch.device("cpu") if device is None else device
+
+class _Where(NamedTuple):
+    """Where a check runs, for its message: the function, the place of the points (``"on the
+    segment from x0 to x1"``) and the arguments that set their scale."""
+
+    fn: str
+    place: str
+    names: str
+
+
+def _check_scale(scale: float, what: str, where: _Where) -> None:
+    """Raise when ``scale`` (a largest magnitude, NaN or inf included) exceeds
+    :data:`VALUE_LIMIT`: the problem is too large for float64, the forward pass overflows."""
+    if not scale <= VALUE_LIMIT:
+        raise RegionError(
+            f"{where.fn}: {what} {where.place} reach {scale:g}, beyond {VALUE_LIMIT:g}, where "
+            f"float64 overflows (the forward pass, or the differences the exact cuts take); "
+            f"rescale {where.names} (or the network's weights)")
+
+
+def _net_dtype_device(net: nn.Module):
+    for t in (*net.parameters(), *net.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return None, torch.device("cpu")
+
+
+def _network(net: nn.Module, fn: str) -> nn.Module:
+    """Check ``net``: a CPA network (:func:`dltheory.cpa.validate`: finite parameters, eval
+    mode) with float64 parameters (exactness needs float64)."""
+    cpa.validate(net, fn=fn)
+    dtype, _ = _net_dtype_device(net)
     if dtype is not None and dtype != F64:
-        raise RegionError(f"regions need a float64 network, but {type(net).__name__} has "
-                          f"{dtype} parameters; call net.double()")
-    try:
-        x = torch.as_tensor(x, dtype=F64, device=device)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise RegionError(f"{name} is not a tensor of numbers: {err}") from err
+        raise RegionError(f"{fn}: regions need a float64 network, but net "
+                          f"({type(net).__name__}) has {dtype} parameters; call net.double()")
+    return net
+
+
+def _as_tensor(net: nn.Module, x, name: str, fn: str) -> Tensor:
+    """A private float64 copy of ``x`` on the net's device (:func:`dltheory.validation.
+    tensor`: a real floating tensor, float32 converted exactly, of finite values, not
+    empty). Never the caller's tensor, which a net's in-place module could overwrite."""
+    x = validation.tensor(x, name, fn=fn)
     if x.dim() == 0:
-        raise RegionError(f"{name} is a scalar; pass one input of the network (no batch "
+        raise RegionError(f"{fn}: {name} is a scalar; pass one input of the network (no batch "
                           "dimension)")
-    if not torch.isfinite(x).all():
-        raise RegionError(f"{name} has non-finite entries")
-    return x
+    _, device = _net_dtype_device(net)
+    return validation.private_copy(x).to(dtype=F64, device=device)
 
 
-def _as_input(net: nn.Module, x, name: str) -> Tensor:
+def _as_input(net: nn.Module, x, name: str, fn: str) -> Tensor:
     """Check that ``x`` is one input of ``net`` (no batch dimension): ``net(x[None])`` must
     run and give an output of shape ``[1, d_out]``."""
-    x = _as_tensor(net, x, name)
+    x = _as_tensor(net, x, name, fn)
     try:
         with torch.no_grad():
-            out = net(x[None])
+            out = net(x[None].clone())
     except (RuntimeError, ValueError, IndexError, TypeError) as err:
-        raise RegionError(f"{name} of shape {tuple(x.shape)} does not fit the network's input "
-                          f"(pass one input without the batch dimension): {err}") from err
+        raise RegionError(f"{fn}: {name} of shape {tuple(x.shape)} does not fit the network's "
+                          f"input (pass one input without the batch dimension): {err}") from err
     if not (isinstance(out, Tensor) and out.dim() == 2 and out.shape[0] == 1):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise RegionError(f"{name} of shape {tuple(x.shape)}: the network maps the batch "
-                          f"x[None] to {got}, not to [1, d_out]; pass one input without the "
-                          "batch dimension")
+        raise RegionError(f"{fn}: {name} of shape {tuple(x.shape)}: the network maps the "
+                          f"batch x[None] to {got}, not to [1, d_out]; pass one input without "
+                          "the batch dimension")
     return x
 
 
-def _like(net: nn.Module, ref: Tensor, x, name: str) -> Tensor:
-    x = _as_tensor(net, x, name)
+def _like(net: nn.Module, ref: Tensor, x, name: str, ref_name: str, fn: str) -> Tensor:
+    x = _as_tensor(net, x, name, fn)
     if x.shape != ref.shape:
-        raise RegionError(f"{name} has shape {tuple(x.shape)}, but the first point has shape "
+        raise RegionError(f"{fn}: {name} has shape {tuple(x.shape)}, but {ref_name} has shape "
                           f"{tuple(ref.shape)}")
     return x
 
 
-def _check_bounds(bounds) -> tuple[float, float, float, float]:
-    try:
-        vals = tuple(float(b) for b in bounds)
-    except (TypeError, ValueError) as err:
-        raise RegionError(f"bounds must be four numbers (smin, smax, tmin, tmax), got "
-                          f"{bounds!r}") from err
-    if len(vals) != 4:
-        raise RegionError(f"bounds must be four numbers (smin, smax, tmin, tmax), got "
-                          f"{len(vals)}")
-    if not all(math.isfinite(b) for b in vals):
-        raise RegionError(f"bounds must be finite, got {vals}")
+def _check_bounds(bounds, fn: str) -> tuple[float, float, float, float]:
+    """``bounds = (smin, smax, tmin, tmax)``: four finite numbers (each checked by
+    :func:`dltheory.validation.real`), ``smin < smax``, ``tmin < tmax``, all within
+    :data:`BOUNDS_LIMIT`."""
+    if isinstance(bounds, str | bytes) or not hasattr(bounds, "__len__"):
+        raise RegionError(f"{fn}: bounds must be four numbers (smin, smax, tmin, tmax), got "
+                          f"{bounds!r}")
+    if len(bounds) != 4:
+        raise RegionError(f"{fn}: bounds must be four numbers (smin, smax, tmin, tmax), got "
+                          f"{len(bounds)}")
+    vals = tuple(validation.real(b, f"bounds[{i}]", fn=fn) for i, b in enumerate(bounds))
     smin, smax, tmin, tmax = vals
     if not (smin < smax and tmin < tmax):
-        raise RegionError(f"bounds (smin, smax, tmin, tmax) = {vals} are empty or inverted; "
-                          "need smin < smax and tmin < tmax")
+        raise RegionError(f"{fn}: bounds (smin, smax, tmin, tmax) = {vals} are empty or "
+                          "inverted; need smin < smax and tmin < tmax")
+    if max(map(abs, vals)) > BOUNDS_LIMIT:
+        raise RegionError(f"{fn}: bounds {vals} reach beyond +-{BOUNDS_LIMIT:g}, where the "
+                          "polygons' areas and centroids overflow float64; scale u and v "
+                          "instead")
     return vals
+
+
+def _norm(x: Tensor, dim=None) -> Tensor:
+    """``torch.linalg.vector_norm(x, dim=dim)`` without overflow or underflow of the squares:
+    ``x`` is scaled by a power of two first (exactly, so normal inputs give the same bits)."""
+    m = _scale(x)
+    if m == 0.0 or not math.isfinite(m):
+        return torch.linalg.vector_norm(x, dim=dim)
+    k = math.frexp(m)[1]                                  # 2**(k - 1) <= m < 2**k
+    h = k // 2                                            # two steps: 2**k may overflow
+    y = x * math.ldexp(1.0, -h) * math.ldexp(1.0, h - k)
+    return torch.linalg.vector_norm(y, dim=dim) * math.ldexp(1.0, h) * math.ldexp(1.0, k - h)
+
+
+def _check_line(net: nn.Module, x0: Tensor, x1: Tensor, where: _Where) -> None:
+    """The scale of the segment from ``x0`` to ``x1`` (its points ``x0 + t (x1 - x0)``) and
+    of the network's outputs at its ends (a forward pass of copies). The points lie between
+    the ends; ``x1 - x0`` must not overflow."""
+    reach = max(_scale(x0), _scale(x1)) if math.isfinite(_scale(x1 - x0)) else math.inf
+    _check_scale(reach, "the input coordinates (or the difference of the ends)", where)
+    with torch.no_grad():
+        out = net(torch.stack([x0, x1]))
+    _check_scale(_scale(out), "the network's outputs", where)
+
+
+def _count(n, name: str, fn: str) -> int:
+    """A count or a chunk size: an integer >= 1 (:func:`dltheory.validation.integer`)."""
+    return validation.integer(n, name, fn=fn, lo=1)
+
+
+def _params(t, name: str, fn: str, device, ndim) -> Tensor:
+    """Parameters (``t`` on a segment, ``(s, t)`` on a plane) as float64 on ``device``: a
+    real number, or a real floating tensor with ``ndim`` axes, finite, not empty."""
+    if not isinstance(t, Tensor):
+        if isinstance(t, bool) or not isinstance(t, int | float):
+            raise InputTypeError(f"{fn}: {name} must be a torch.Tensor or a number, got "
+                                 f"{type(t).__name__} (convert with torch.as_tensor)")
+        t = torch.tensor(validation.real(t, name, fn=fn), dtype=F64)
+    t = validation.tensor(t, name, fn=fn, ndim=ndim)
+    return t.to(dtype=F64, device=device)
 
 
 # ================================================================================ sites
@@ -169,11 +262,12 @@ class _Site(NamedTuple):
     values: Tensor
 
 
-def _trace(net: nn.Module, X: Tensor, *, keep: range | None = None,
+def _trace(net: nn.Module, X: Tensor, where: _Where, *, keep: range | None = None,
            chunk: int = _CHUNK) -> list[_Site | None]:
     """The sites of ``net`` at the batch ``X`` ``[B, *in]``, from forward passes of ``chunk``
     points (so that the memory of one pass stays bounded). Only the sites whose index is in
-    ``keep`` (default all) keep their values; the others are ``None``."""
+    ``keep`` (default all) keep their values; the others are ``None``. Kept values beyond
+    :data:`VALUE_LIMIT` raise (:func:`_check_scale`, naming ``where``)."""
     parts: list[list[_Site | None]] = []
     with torch.no_grad():
         for start in range(0, max(X.shape[0], 1), chunk):
@@ -190,7 +284,9 @@ def _trace(net: nn.Module, X: Tensor, *, keep: range | None = None,
                 if s.kind == "max" and vals.dim() != 3:
                     raise RegionError(f"max site {s.path!r} has pre of shape "
                                       f"{tuple(s.pre.shape)}, expected [B, n_groups, k]")
-                sites.append(_Site(s.kind, vals.to(F64)))
+                vals = vals.to(F64)
+                _check_scale(_scale(vals), "the network's pre-activations", where)
+                sites.append(_Site(s.kind, vals))
             parts.append(sites)
     if len(parts) == 1:
         return parts[0]
@@ -507,7 +603,8 @@ def _kink_values(W: Tensor, vals: Tensor, p: Tensor, u: Tensor, f: Tensor, c: Te
     return z.baddbmm_(g, cols, alpha=-1).view(nb * block, -1)
 
 
-def _mlp_breaks(layers: list[_Dense], x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
+def _mlp_breaks(layers: list[_Dense], x0: Tensor, x1: Tensor, *, tol: float,
+                where: _Where) -> Tensor:
     """:func:`_segment_breaks` for a plain fully connected network (:func:`_plain_mlp`).
 
     The same site-by-site cuts, with every layer's pre-activations kept at the sorted
@@ -530,6 +627,7 @@ def _mlp_breaks(layers: list[_Dense], x0: Tensor, x1: Tensor, *, tol: float) -> 
     for k in range(L):
         pre, vals[k] = vals[k], None
         p, u, fa, fb, scale = _site_changes(pre)
+        _check_scale(scale, "the network's pre-activations", where)
         m = p.numel()
         if not m:
             continue
@@ -600,14 +698,15 @@ def _mlp_breaks(layers: list[_Dense], x0: Tensor, x1: Tensor, *, tol: float) -> 
     return ts
 
 
-def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float) -> Tensor:
+def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float,
+                    where: _Where) -> Tensor:
     """Sorted breakpoints ``[P+1]`` of the activation regions on ``[x0, x1]``."""
     layers = _plain_mlp(net, x0)
     if layers is not None:
-        return _mlp_breaks(layers, x0, x1, tol=tol)
+        return _mlp_breaks(layers, x0, x1, tol=tol, where=where)
     dx = x1 - x0
     t_all = torch.tensor([0.0, 1.0], dtype=F64, device=x0.device)
-    sites = _trace(net, _on_line(x0, dx, t_all))
+    sites = _trace(net, _on_line(x0, dx, t_all), where)
     kinds = [s.kind for s in sites]
     cache: list[Tensor | None] = [s.values for s in sites]
     for k, kind in enumerate(kinds):
@@ -621,7 +720,7 @@ def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float) -> Te
         new = _fresh(ts, roots, tol)
         cache[k] = None
         if new.numel() and k + 1 < len(kinds):
-            more = _trace(net, _on_line(x0, dx, new), keep=range(k + 1, len(kinds)))
+            more = _trace(net, _on_line(x0, dx, new), where, keep=range(k + 1, len(kinds)))
             if len(more) != len(kinds):
                 raise RegionError("the network's sites differ between forward passes; "
                                   "regions need a fixed sequence of nonlinearities")
@@ -632,7 +731,7 @@ def _segment_breaks(net: nn.Module, x0: Tensor, x1: Tensor, *, tol: float) -> Te
     if any(kind == "max" for kind in kinds) and t.numel() > 2:
         # Crossings kept within eps of the envelope may split a region: merge equal codes.
         mids = (t[:-1] + t[1:]) / 2
-        pat = _pattern(_trace(net, _on_line(x0, dx, mids)))
+        pat = _pattern(_trace(net, _on_line(x0, dx, mids), where))
         change = (pat[1:] != pat[:-1]).any(1)
         t = torch.cat([t[:1], t[1:-1][change], t[-1:]])
     return t
@@ -665,7 +764,7 @@ class Segment:
     @property
     def lengths(self) -> Tensor:
         """Piece lengths in input space, ``[P]``: ``dt * ||x1 - x0||``."""
-        return self.dt * torch.linalg.vector_norm(self.x1 - self.x0)
+        return self.dt * _norm(self.x1 - self.x0)
 
     @property
     def midpoints(self) -> Tensor:
@@ -673,13 +772,14 @@ class Segment:
         return (self.t[:-1] + self.t[1:]) / 2
 
     def points(self, t) -> Tensor:
-        """Inputs at parameters ``t`` ``[N]``: ``[N, *x0.shape]``."""
-        t = torch.as_tensor(t, dtype=F64, device=self.x0.device).reshape(-1)
+        """Inputs at parameters ``t`` ``[N]`` (or one number): ``[N, *x0.shape]``."""
+        t = _params(t, "t", "regions.Segment.points", self.x0.device, (0, 1)).reshape(-1)
         return _on_line(self.x0, self.x1 - self.x0, t)
 
     def piece_of(self, t) -> Tensor:
-        """Index of the piece containing each ``t`` ``[N]`` (a breakpoint goes right)."""
-        t = torch.as_tensor(t, dtype=F64, device=self.t.device).reshape(-1)
+        """Index of the piece containing each ``t`` ``[N]`` (or one number; a breakpoint goes
+        right): ``[N]``."""
+        t = _params(t, "t", "regions.Segment.piece_of", self.t.device, (0, 1)).reshape(-1)
         return (torch.searchsorted(self.t, t, right=True) - 1).clamp(0, self.n_regions - 1)
 
     @cached_property
@@ -733,16 +833,30 @@ def on_segment(net: nn.Module, x0, x1, *, tol: float = BREAK_TOL) -> Segment:
     product).
 
     Raises :class:`dltheory.cpa.NotCPAError` for a network that is not CPA, and
-    :class:`RegionError` for inputs of the wrong shape, non-finite inputs or ``x0 == x1``.
+    :class:`RegionError` (an :class:`~dltheory.errors.InputError`) for inputs of the wrong
+    shape, non-finite inputs, ``x0 == x1``, a ``tol`` outside ``[0, 1)``, and a segment
+    whose coordinates or forward pass reach beyond :data:`VALUE_LIMIT` (float64 overflows).
     """
-    cpa.validate(net)
-    x0 = _as_input(net, x0, "x0")
-    x1 = _like(net, x0, x1, "x1")
-    if torch.equal(x0, x1):
-        raise RegionError("x0 == x1: the segment has zero length")
+    fn = "regions.on_segment"
+    x0, x1 = _segment_args(net, x0, x1, fn)
+    tol = validation.real(tol, "tol", fn=fn, lo=0.0, hi=1.0, hi_open=True)
+    where = _Where(fn, "on the segment from x0 to x1", "x0 and x1")
+    _check_line(net, x0, x1, where)
     # The Segment keeps a frozen copy: its codes and affine maps are computed on first use,
     # and must be those of the network that was cut, even if the caller trains it later.
-    return Segment(_frozen(net), x0, x1, _segment_breaks(net, x0, x1, tol=tol))
+    return Segment(_frozen(net), x0, x1, _segment_breaks(net, x0, x1, tol=tol, where=where))
+
+
+def _segment_args(net: nn.Module, x0, x1, fn: str, *,
+                  distinct: bool = True) -> tuple[Tensor, Tensor]:
+    """``net`` checked, and private float64 copies of the inputs ``x0``, ``x1`` (with
+    ``distinct``, different)."""
+    _network(net, fn)
+    x0 = _as_input(net, x0, "x0", fn)
+    x1 = _like(net, x0, x1, "x1", "x0", fn)
+    if distinct and torch.equal(x0, x1):
+        raise RegionError(f"{fn}: x0 == x1: the segment has zero length")
+    return x0, x1
 
 
 def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0) -> Tensor:
@@ -751,22 +865,28 @@ def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0
     ``x``: one input; ``directions`` ``[D, *x.shape]`` (normalised here). For each, the
     regions on ``[x, x + radius d]`` are enumerated and the first breakpoint is returned as a
     distance in input space; ``inf`` where the ray leaves no region within ``radius``.
-    Returns ``[D]``.
+    Returns ``[D]``. ``radius`` must be positive and finite, and the rays within
+    :data:`VALUE_LIMIT` (as for :func:`on_segment`).
     """
-    cpa.validate(net)
-    x = _as_input(net, x, "x")
-    d = _as_tensor(net, directions, "directions")
+    fn = "regions.nearest_boundary_along"
+    _network(net, fn)
+    x = _as_input(net, x, "x", fn)
+    d = _as_tensor(net, directions, "directions", fn)
     if d.dim() != x.dim() + 1 or d.shape[1:] != x.shape:
-        raise RegionError(f"directions must have shape [D, *x.shape] = [D, {tuple(x.shape)}], "
-                          f"got {tuple(d.shape)}")
-    if not (math.isfinite(radius) and radius > 0):
-        raise RegionError(f"radius must be positive and finite, got {radius!r}")
-    norms = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
+        raise RegionError(f"{fn}: directions must have shape [D, *x.shape] = "
+                          f"[D, {tuple(x.shape)}], got {tuple(d.shape)}")
+    radius = validation.real(radius, "radius", fn=fn, lo=0.0, lo_open=True)
+    norms = torch.stack([_norm(di) for di in d])
     if (norms == 0).any():
-        raise RegionError(f"direction {int((norms == 0).nonzero()[0])} is zero")
+        raise RegionError(f"{fn}: directions: direction {int((norms == 0).nonzero()[0])} "
+                          "is zero")
+    where = _Where(fn, "on the rays from x within radius", "x, directions or radius")
+    ends = [x + (radius / norms[i]) * d[i] for i in range(d.shape[0])]
+    for end in ends:
+        _check_line(net, x, end, where)
     out = torch.full((d.shape[0],), math.inf, dtype=F64, device=x.device)
     for i in range(d.shape[0]):
-        t = _segment_breaks(net, x, x + (radius / norms[i]) * d[i], tol=BREAK_TOL)
+        t = _segment_breaks(net, x, ends[i], tol=BREAK_TOL, where=where)
         if t.numel() > 2:
             out[i] = float(t[1]) * radius
     return out
@@ -775,17 +895,19 @@ def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0
 def sample_segment(net: nn.Module, x0, x1, n: int, *, chunk: int = _CHUNK) -> int:
     """Regions found by dense sampling: the number of runs of equal codes at the ``n``
     points ``t = (i + 1/2) / n``. Never more than the exact count (a region meets a segment
-    in one interval); equal to it once every piece is longer than ``1/n``."""
-    cpa.validate(net)
-    x0 = _as_input(net, x0, "x0")
-    x1 = _like(net, x0, x1, "x1")
-    if not (isinstance(n, int) and n >= 1):
-        raise RegionError(f"n must be a positive integer, got {n!r}")
+    in one interval); equal to it once every piece is longer than ``1/n``. ``n`` and
+    ``chunk`` (points per forward pass) are integers >= 1; the inputs are checked as by
+    :func:`on_segment`."""
+    fn = "regions.sample_segment"
+    x0, x1 = _segment_args(net, x0, x1, fn, distinct=False)
+    n, chunk = _count(n, "n", fn), _count(chunk, "chunk", fn)
+    where = _Where(fn, "on the segment from x0 to x1", "x0 and x1")
+    _check_line(net, x0, x1, where)
     dx = x1 - x0
     runs, last = 0, None
     for start in range(0, n, chunk):
         t = (torch.arange(start, min(n, start + chunk), dtype=F64, device=x0.device) + 0.5) / n
-        pat = _pattern(_trace(net, _on_line(x0, dx, t), chunk=chunk))
+        pat = _pattern(_trace(net, _on_line(x0, dx, t), where, chunk=chunk))
         if last is not None:
             pat = torch.cat([last, pat])
             runs += int((pat[1:] != pat[:-1]).any(1).sum())
@@ -1044,7 +1166,7 @@ def _max_cells(values, P: Tensor, n: Tensor, c: Tensor,
 
 
 def _cut_batch(net: nn.Module, frame: _Frame, P: Tensor, n: Tensor, site: int,
-               n_sites: int, budget: int) -> tuple[Tensor, Tensor]:
+               n_sites: int, budget: int, where: _Where) -> tuple[Tensor, Tensor]:
     """Cut the polygons ``P [B, V, 2]`` (each inside one region of the sites before ``site``)
     along the kinks of ``site``; returns the new padded polygons and counts.
 
@@ -1057,7 +1179,7 @@ def _cut_batch(net: nn.Module, frame: _Frame, P: Tensor, n: Tensor, site: int,
     B, V = P.shape[:2]
     valid = torch.arange(V, device=P.device)[None] < n[:, None]
     uniq, inv = _unique_rows(P[valid])
-    sites = _trace(net, frame.points(uniq), keep=range(site, site + 1))
+    sites = _trace(net, frame.points(uniq), where, keep=range(site, site + 1))
     if len(sites) != n_sites:
         raise RegionError("the network's sites differ between forward passes; regions need "
                           "a fixed sequence of nonlinearities")
@@ -1162,10 +1284,10 @@ def _pad_cat(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 
 
 def _plane_polygons(net: nn.Module, frame: _Frame, rect: Tensor, *, budget: int,
-                    progress: bool) -> tuple[Tensor, Tensor]:
+                    progress: bool, where: _Where) -> tuple[Tensor, Tensor]:
     P = rect[None]
     n = torch.tensor([4], device=rect.device)
-    sizes = [s.values[0].numel() for s in _trace(net, frame.points(rect[:1]))]
+    sizes = [s.values[0].numel() for s in _trace(net, frame.points(rect[:1]), where)]
     lo, hi = rect[0], rect[2]
     for site, size in enumerate(tqdm(sizes, desc="sites", disable=not progress)):
         # per polygon about 2 vertices' values of the site are held (the forward pass)
@@ -1175,7 +1297,7 @@ def _plane_polygons(net: nn.Module, frame: _Frame, rect: Tensor, *, budget: int,
             order = torch.argsort(_morton(c, lo, hi))
             P, n = P[order], n[order]
         parts = [_cut_batch(net, frame, P[a:a + batch], n[a:a + batch], site, len(sizes),
-                             budget)
+                             budget, where)
                  for a in range(0, P.shape[0], batch)]
         P, n = _pad_cat(parts)
     return P, n
@@ -1291,9 +1413,14 @@ class Plane:
         return _polygon_centroid(self.P, self.n)
 
     def points(self, st) -> Tensor:
-        """Inputs at plane coordinates ``st [N, 2]``: ``[N, *origin.shape]``."""
-        st = torch.as_tensor(st, dtype=F64, device=self.origin.device).reshape(-1, 2)
-        return _Frame(self.origin, self.u, self.v).points(st)
+        """Inputs at plane coordinates ``st [N, 2]`` (or one point ``[2]``):
+        ``[N, *origin.shape]``."""
+        fn = "regions.Plane.points"
+        st = _params(st, "st", fn, self.origin.device, (1, 2))
+        if st.shape[-1] != 2:
+            raise InputError(f"{fn}: st must have shape [N, 2] or [2] (plane coordinates "
+                             f"(s, t)), got {tuple(st.shape)}")
+        return _Frame(self.origin, self.u, self.v).points(st.reshape(-1, 2))
 
     @cached_property
     def codes(self):
@@ -1354,7 +1481,9 @@ class Plane:
         """Where the predicted class changes, exactly: in each polygon the logits are affine
         in ``(s, t)``; for each pair of classes the tie line is clipped to the polygon and to
         where the tied pair is above every other class. A single logit's boundary is
-        ``logit = 0``. Ties on a whole polygon (identical logits) are not boundaries."""
+        ``logit = 0``. Ties on a whole polygon (identical logits) are not boundaries.
+        ``chunk``: polygons per vectorised step, an integer >= 1."""
+        chunk = _count(chunk, "chunk", "regions.Plane.decision_boundary")
         G, c = self.affine_st
         R, C = c.shape
         dev = c.device
@@ -1459,46 +1588,78 @@ def on_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), *,
     ``c_i >= c_j`` for all ``j``), never over-cut, so no merging is needed.
 
     Raises :class:`dltheory.cpa.NotCPAError` for a network that is not CPA, and
-    :class:`RegionError` for inputs of the wrong shape, non-finite inputs, collinear (or
-    zero) ``u``, ``v``, or empty, inverted or non-finite bounds.
+    :class:`RegionError` (an :class:`~dltheory.errors.InputError`) for inputs of the wrong
+    shape, non-finite inputs, collinear (or zero) ``u``, ``v``, empty, inverted or
+    non-finite bounds or bounds beyond :data:`BOUNDS_LIMIT`, a ``budget`` below 1, and a
+    rectangle whose points or forward pass reach beyond :data:`VALUE_LIMIT` (float64
+    overflows).
     """
-    cpa.validate(net)
-    origin = _as_input(net, origin, "origin")
-    u = _like(net, origin, u, "u")
-    v = _like(net, origin, v, "v")
-    uu, vv = float((u * u).sum()), float((v * v).sum())
-    if uu == 0.0 or vv == 0.0:
-        raise RegionError(f"{'u' if uu == 0.0 else 'v'} is zero: the plane is degenerate")
-    uv = float((u * v).sum())
-    if uu * vv - uv * uv <= 1e-12 * uu * vv:
-        raise RegionError("u and v are collinear (|u x v| <= 1e-6 |u| |v|): the plane is "
-                          "degenerate")
-    smin, smax, tmin, tmax = _check_bounds(bounds)
-    if not (isinstance(budget, int) and budget >= 1):
-        raise RegionError(f"budget must be a positive integer, got {budget!r}")
+    fn = "regions.on_plane"
+    frame, bounds, rect = _plane_args(net, origin, u, v, bounds, fn)
+    _check_plane(frame.u, frame.v, fn)
+    budget = _count(budget, "budget", fn)
+    progress = validation.boolean(progress, "progress", fn=fn)
+    where = _Where(fn, "on the plane's rectangle", "origin, u, v or bounds")
+    _check_rect(net, frame, rect, where)
+    P, n = _plane_polygons(net, frame, rect, budget=budget, progress=progress, where=where)
+    return Plane(_frozen(net), frame.origin, frame.u, frame.v, bounds, P, n)
+
+
+def _plane_args(net: nn.Module, origin, u, v, bounds, fn: str):
+    """``net`` checked, the plane (private float64 copies of ``origin``, ``u``, ``v``), the
+    bounds ``(smin, smax, tmin, tmax)`` and the rectangle's corners ``[4, 2]``
+    (counter-clockwise from ``(smin, tmin)``)."""
+    _network(net, fn)
+    origin = _as_input(net, origin, "origin", fn)
+    u = _like(net, origin, u, "u", "origin", fn)
+    v = _like(net, origin, v, "v", "origin", fn)
+    smin, smax, tmin, tmax = _check_bounds(bounds, fn)
     rect = torch.tensor([[smin, tmin], [smax, tmin], [smax, tmax], [smin, tmax]], dtype=F64,
                         device=origin.device)
-    P, n = _plane_polygons(net, _Frame(origin, u, v), rect, budget=budget, progress=progress)
-    return Plane(_frozen(net), origin, u, v, (smin, smax, tmin, tmax), P, n)
+    return _Frame(origin, u, v), (smin, smax, tmin, tmax), rect
+
+
+def _check_plane(u: Tensor, v: Tensor, fn: str) -> None:
+    """Raise for a zero ``u`` or ``v``, or collinear ones (scaled first: no overflow)."""
+    su, sv = _scale(u), _scale(v)
+    if su == 0.0 or sv == 0.0:
+        raise RegionError(f"{fn}: {'u' if su == 0.0 else 'v'} is zero: the plane is "
+                          "degenerate")
+    u, v = u / su, v / sv
+    uu, vv, uv = float((u * u).sum()), float((v * v).sum()), float((u * v).sum())
+    if uu * vv - uv * uv <= 1e-12 * uu * vv:
+        raise RegionError(f"{fn}: u and v are collinear (|u x v| <= 1e-6 |u| |v|): the plane "
+                          "is degenerate")
+
+
+def _check_rect(net: nn.Module, frame: _Frame, rect: Tensor, where: _Where) -> None:
+    """The scale of the rectangle's points ``origin + s u + t v`` (each term bounded) and of
+    the network's outputs at its corners (a forward pass of fresh points)."""
+    reach = _scale(frame.origin) + _scale(rect) * (_scale(frame.u) + _scale(frame.v))
+    _check_scale(reach, "the input coordinates", where)
+    with torch.no_grad():
+        out = net(frame.points(rect))
+    _check_scale(_scale(out), "the network's outputs", where)
 
 
 def sample_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), n: int = 256, *,
                  chunk: int = 4 * _CHUNK) -> int:
     """Regions found by dense sampling: the number of distinct codes at the centres of an
     ``n x n`` grid of the rectangle. Never more than the exact count (each activation
-    region meets the plane in one convex polygon)."""
-    cpa.validate(net)
-    origin = _as_input(net, origin, "origin")
-    frame = _Frame(origin, _like(net, origin, u, "u"), _like(net, origin, v, "v"))
-    smin, smax, tmin, tmax = _check_bounds(bounds)
-    if not (isinstance(n, int) and n >= 1):
-        raise RegionError(f"n must be a positive integer, got {n!r}")
-    g = (torch.arange(n, dtype=F64, device=origin.device) + 0.5) / n
+    region meets the plane in one convex polygon). ``n`` and ``chunk`` (points per forward
+    pass) are integers >= 1; the other arguments are checked as by :func:`on_plane` (``u``
+    and ``v`` may be collinear here)."""
+    fn = "regions.sample_plane"
+    frame, (smin, smax, tmin, tmax), rect = _plane_args(net, origin, u, v, bounds, fn)
+    n, chunk = _count(n, "n", fn), _count(chunk, "chunk", fn)
+    where = _Where(fn, "on the plane's rectangle", "origin, u, v or bounds")
+    _check_rect(net, frame, rect, where)
+    g = (torch.arange(n, dtype=F64, device=rect.device) + 0.5) / n
     s, t = smin + g * (smax - smin), tmin + g * (tmax - tmin)
     st = torch.stack(torch.meshgrid(s, t, indexing="ij"), -1).reshape(-1, 2)
     seen, fresh, pending = None, [], 0
     for a in range(0, st.shape[0], chunk):
-        pat = torch.unique(_pattern(_trace(net, frame.points(st[a:a + chunk]))), dim=0)
+        pat = torch.unique(_pattern(_trace(net, frame.points(st[a:a + chunk]), where)), dim=0)
         fresh.append(pat)
         pending += pat.shape[0]
         # merge the chunks' codes into ``seen`` only once they outnumber it (amortised)
