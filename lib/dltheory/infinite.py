@@ -18,7 +18,12 @@ NNGP kernel) ``K^l`` and the tangent kernel tends to a deterministic ``Theta^l``
 arc-cosine kernel of Cho & Saul (``c = k12 / sqrt(k11 k22)``, ``theta = arccos c``)
 
 ``E[phi(u)phi(v)] = (sqrt(k11 k22 - k12^2) + (pi - theta) k12) / (2 pi)``,
-``E[phi'(u)phi'(v)] = (pi - theta) / (2 pi)``;
+``E[phi'(u)phi'(v)] = (pi - theta) / (2 pi)``,
+
+evaluated without ``arccos`` (whose error is ``sqrt(eps)`` at ``c ~ 1``): the angle of each
+pair is taken from the inputs at the first layer and carried through the layers as
+``sin^2(theta/2)`` by a recursion without cancellation (:func:`_relu_block`), so duplicate,
+near-duplicate and distinct points are all accurate to a few ulps;
 
 erf (Williams 1997)
 
@@ -53,7 +58,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .errors import InputError
+from . import validation
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "ACTIVATIONS",
@@ -104,80 +110,103 @@ class FixedPoint(NamedTuple):
 
 # ------------------------------------------------------------------------------ validation
 
-def _check_act(act) -> str:
-    if act not in ACTIVATIONS:
-        raise InfiniteWidthError(
-            f"unsupported activation {act!r}: closed forms exist here for {ACTIVATIONS}")
+#: The deepest network the recursions accept: kernels reach their fixed point (or diverge)
+#: within a few hundred layers, and each layer keeps ``O(N)`` diagonals.
+MAX_DEPTH = 100_000
+
+#: The most Newton or bisection steps :func:`fixed_point` and :func:`critical_sw2` take.
+MAX_ITERS = 100_000
+
+
+def _check_act(act, fn: str) -> str:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise InfiniteWidthError(f"{fn}: unsupported activation act={act!r}: closed forms "
+                                 f"exist here for {ACTIVATIONS}")
     return act
 
 
-def _variance(name: str, value, dtype, device, *, strict: bool) -> torch.Tensor:
-    if isinstance(value, bool):
-        raise InfiniteWidthError(f"{name} must be a number or a tensor, got a bool")
+def _variance(name: str, value, dtype, device, *, strict: bool, fn: str,
+              what: str = "a variance") -> torch.Tensor:
+    """A weight or bias variance (a number, or a real tensor of settings) as a tensor of
+    ``dtype``: finite, and ``> 0`` (``strict``) or ``>= 0``."""
     if isinstance(value, torch.Tensor):
+        validation.tensor(value, name, fn=fn, floating=False)
         if value.dtype == torch.bool or value.is_complex():
-            raise InfiniteWidthError(f"{name} must be real, got a {value.dtype} tensor")
+            raise InputTypeError(f"{fn}: {name} must be a real number or tensor, got a "
+                                 f"{value.dtype} tensor")
         t = value.to(dtype=dtype, device=device)
-    elif isinstance(value, int | float):
-        t = torch.tensor(float(value), dtype=dtype, device=device)
+        if not bool(torch.isfinite(t).all()):
+            raise InputError(f"{fn}: {name} does not fit in {dtype} (overflow); pass smaller "
+                             "variances or use float64")
     else:
-        raise InfiniteWidthError(f"{name} must be a number or a tensor, got "
-                                 f"{type(value).__name__}")
-    if not torch.isfinite(t).all():
-        raise InfiniteWidthError(f"{name} contains NaN or inf")
+        t = torch.tensor(validation.real(value, name, fn=fn), dtype=dtype, device=device)
     bad = (t <= 0) if strict else (t < 0)
     if bad.any():
         need = "> 0" if strict else ">= 0"
-        raise InfiniteWidthError(
-            f"{name} is a variance and must be {need}; got {t[bad].flatten()[0].item():g}")
+        raise InfiniteWidthError(f"{fn}: {name} is {what} and must be {need}; got "
+                                 f"{t[bad].flatten()[0].item():g}")
     return t
 
 
-def _settings(sw2, sb2, dtype, device, *, strict_b: bool):
-    w = _variance("sigma_w^2 (sw2)", sw2, dtype, device, strict=True)
-    b = _variance("sigma_b^2 (sb2)", sb2, dtype, device, strict=strict_b)
+def _settings(sw2, sb2, dtype, device, *, strict_b: bool, fn: str):
+    w = _variance("sw2", sw2, dtype, device, strict=True, fn=fn)
+    b = _variance("sb2", sb2, dtype, device, strict=strict_b, fn=fn)
     try:
         w, b = torch.broadcast_tensors(w, b)
     except RuntimeError:
-        raise InfiniteWidthError(f"sw2 {tuple(w.shape)} and sb2 {tuple(b.shape)} do not "
-                                 "broadcast to one batch of settings") from None
+        raise InfiniteWidthError(f"{fn}: sw2 {tuple(w.shape)} and sb2 {tuple(b.shape)} do "
+                                 "not broadcast to one batch of settings") from None
     return w, b
 
 
-def _check_depths(depth) -> tuple[list[int], bool]:
-    """``depth``: an int (one depth) or a sequence of ints. Returns (sorted list, scalar?)."""
+def _check_depths(depth, fn: str) -> tuple[list[int], bool]:
+    """``depth``: an int (one depth) or a sequence of ints. Returns (list, scalar?)."""
     def ok(d):
         return isinstance(d, int) and not isinstance(d, bool)
 
     if ok(depth):
         depths, scalar = [depth], True
-    elif isinstance(depth, Sequence | torch.Tensor) and len(depth) > 0:
+    elif isinstance(depth, Sequence | torch.Tensor) and not isinstance(depth, str) and \
+            len(depth) > 0:
         depths = [int(d) if isinstance(d, torch.Tensor) and d.numel() == 1 and
-                  not d.is_floating_point() else d for d in depth]
+                  not d.is_floating_point() and d.dtype != torch.bool else d for d in depth]
         scalar = False
         if not all(ok(d) for d in depths):
-            raise InfiniteWidthError(f"depths must be ints, got {list(depth)!r}")
+            raise InfiniteWidthError(f"{fn}: depth must be an int or a sequence of ints, got "
+                                     f"{list(depth)!r}")
     else:
-        raise InfiniteWidthError(f"depth must be an int >= 1 or a non-empty sequence of ints, "
-                                 f"got {depth!r}")
-    low = min(depths)
+        raise InfiniteWidthError(f"{fn}: depth must be an int >= 1 or a non-empty sequence "
+                                 f"of ints, got {depth!r}")
+    low, high = min(depths), max(depths)
     if low < 1:
-        raise InfiniteWidthError(f"depth must be >= 1 (depth 1 is the linear layer "
+        raise InfiniteWidthError(f"{fn}: depth must be >= 1 (depth 1 is the linear layer "
                                  f"K^1 = sw2 x.x'/d + sb2); got {low}")
+    if high > MAX_DEPTH:
+        raise InfiniteWidthError(f"{fn}: depth must be <= {MAX_DEPTH} (MAX_DEPTH), got "
+                                 f"{high}; the kernels have long reached their fixed point "
+                                 "(see fixed_point)")
     return depths, scalar
 
 
-def _check_X(X, name: str, *, ndim: int = 2,
-             layout: str = "[N, d] (flatten images first)") -> torch.Tensor:
-    if not isinstance(X, torch.Tensor):
-        raise InfiniteWidthError(f"{name} must be a tensor, got {type(X).__name__}")
-    if X.ndim != ndim:
-        raise InfiniteWidthError(f"{name} must be {layout}, got shape {tuple(X.shape)}")
-    if not X.is_floating_point():
-        raise InfiniteWidthError(f"{name} must be floating point, got {X.dtype}")
-    if not torch.isfinite(X).all():
-        raise InfiniteWidthError(f"{name} contains NaN or inf")
-    return X
+def _check_pair(X1, X2, fn: str, *, ndim: int, layout: str):
+    """``X1`` and ``X2`` (None: the same points) checked; returns ``(X1, X2, same)``."""
+    X1 = validation.tensor(X1, "X1", fn=fn, ndim=ndim, layout=layout)
+    if X2 is None:
+        return X1, X1, True
+    X2 = validation.tensor(X2, "X2", fn=fn, ndim=ndim, layout=layout)
+    if X1.shape[1:] != X2.shape[1:] or X1.dtype != X2.dtype or X1.device != X2.device:
+        raise InfiniteWidthError(f"{fn}: X1 {tuple(X1.shape)} ({X1.dtype}, {X1.device}) and "
+                                 f"X2 {tuple(X2.shape)} ({X2.dtype}, {X2.device}) must have "
+                                 "the same input dimension (same shape after the batch "
+                                 "axis), dtype and device")
+    return X1, X2, False
+
+
+def _finite_kernels(out: Kernels, fn: str) -> Kernels:
+    for what, t in (("the NNGP kernel", out.nngp), ("the NTK", out.ntk)):
+        validation.finite_output(t, what, fn=fn, cause="X1, X2, sw2 or sb2 are too large "
+                                 "for the dtype (the recursion overflows)")
+    return out
 
 
 # --------------------------------------------------------------------------- the recursion
@@ -201,42 +230,37 @@ def _row_factor(act: str, k: torch.Tensor) -> torch.Tensor:
     return k.sqrt() if act == "relu" else (1 + 2 * k).sqrt()
 
 
+#: ReLU: pairs whose first-layer correlation lies within ``NEAR`` of +-1 take their angle
+#: from the normalized inputs themselves (:class:`_FirstAngles`): ``arccos`` of a Gram-matrix
+#: correlation loses half the digits of a small angle.
+NEAR = 1 / 64
+_NEAR_SIN = math.sqrt(1 - (1 - NEAR) ** 2) / 2
+
+
 class _Scratch:
-    """Work arrays for one row block, reused across blocks and layers."""
+    """Work arrays for one row block, reused across blocks and layers (a ReLU recursion's
+    seventh holds the block's ``sin^2(theta/2)``, carried through the layers)."""
 
     def __init__(self, rows: int, cols: int, like: torch.Tensor, n: int):
         self.bufs = [like.new_empty(rows, cols) for _ in range(n)]
         one = dict(dtype=like.dtype, device=like.device)
         self.one, self.pi = torch.tensor(1.0, **one), torch.tensor(math.pi, **one)
+        self.half, self.zero = torch.tensor(0.5, **one), torch.tensor(0.0, **one)
 
     def take(self, m: int) -> list[torch.Tensor]:
         return [buf[:m] for buf in self.bufs]
 
 
-def _block_layer(act: str, kb: torch.Tensor, tb: torch.Tensor, f1: torch.Tensor,
-                 f2: torch.Tensor, w: float, b: torch.Tensor, diag, scratch: _Scratch):
-    """One layer on a row block, in place: ``kb, tb`` ``[m, N2]`` hold ``K^l, Theta^l`` and
-    receive ``K^{l+1}, Theta^{l+1}``. ``f1 [m]``, ``f2 [N2]``: :func:`_row_factor` of the
-    rows' and the columns' diagonals; ``w`` the weight variance, ``b`` the bias variance (a
-    0-dim tensor). ``diag``: ``None``, or ``(offset, k_next)`` when the block's rows are the
-    points of columns ``offset, offset + 1, ...``: their entries are set to the exact
+def _erf_block(kb: torch.Tensor, tb: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
+               w: float, b: torch.Tensor, diag, scratch: _Scratch):
+    """One erf layer on a row block, in place: ``kb, tb`` ``[m, N2]`` hold ``K^l, Theta^l``
+    and receive ``K^{l+1}, Theta^{l+1}``. ``f1 [m]``, ``f2 [N2]``: :func:`_row_factor` of
+    the rows' and the columns' diagonals; ``w`` the weight variance, ``b`` the bias variance
+    (a 0-dim tensor). ``diag``: ``None``, or ``(offset, k_next)`` when the block's rows are
+    the points of columns ``offset, offset + 1, ...``: their entries are set to the exact
     diagonal ``k_next [m]``."""
     m = kb.shape[0]
-    if act == "relu":
-        s, c, psi, j = scratch.take(m)
-        torch.outer(f1, f2, out=s)                                  # sqrt(k11 k22)
-        torch.div(kb, s, out=c).clamp_(-1.0, 1.0)                   # correlation
-        torch.arccos(c, out=psi)
-        torch.sub(scratch.pi, psi, out=psi)                         # pi - theta
-        torch.addcmul(scratch.one, c, c, value=-1.0, out=j).sqrt_()  # sin theta
-        j.addcmul_(psi, c)                                          # 2 pi E[phi phi] / s
-        torch.addcmul(b, j, s, value=w / _TWO_PI, out=kb)           # K^{l+1}
-        if diag is not None:
-            kb.diagonal(diag[0]).copy_(diag[1])
-            psi.diagonal(diag[0]).fill_(math.pi)
-        torch.addcmul(kb, tb, psi, value=w / _TWO_PI, out=tb)       # Theta^{l+1}
-        return
-    s, r, dd = scratch.take(m)
+    s, r, dd = scratch.take(m)[:3]
     torch.outer(f1 / 2, f2, out=s)                                  # sqrt((1+2k11)(1+2k22))/2
     torch.div(kb, s, out=r).clamp_(-1.0, 1.0)
     # s sqrt(1 - r^2): the E[phi' phi'] = (2/pi) / (s sqrt(1 - r^2)) denominator
@@ -249,35 +273,195 @@ def _block_layer(act: str, kb: torch.Tensor, tb: torch.Tensor, f1: torch.Tensor,
     torch.add(kb, tb, alpha=2 * w / math.pi, out=tb)                # Theta^{l+1}
 
 
+def _relu_rows(n: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+    """Per-point factors of the next ReLU layer's angles, from the norms ``n = sqrt(K^l(x,
+    x))`` ``[S, N]`` (``w``, ``b`` ``[S, 1]``): the next layer's features of ``x`` are
+    ``(sqrt(w/2) n e, sqrt(b))`` with ``e`` a unit vector, at the angle
+    ``gamma = atan2(sqrt(b), sqrt(w/2) n)`` from the feature axis. Returns
+    ``(sin(gamma/2), cos(gamma/2), cos(gamma))``."""
+    gam = torch.atan2(b.sqrt().expand_as(n), (w / 2).sqrt() * n)
+    return (gam / 2).sin(), (gam / 2).cos(), gam.cos()
+
+
+def _relu_block(kb: torch.Tensor, tb: torch.Tensor, hv: torch.Tensor, first: bool, n1, n2,
+                nxt, w: float, b: torch.Tensor, bias: bool, diag, scratch: _Scratch):
+    """One ReLU layer on a row block, in place, carrying the angle ``theta`` of every pair
+    as ``hv = sin^2(theta/2) = (1 - cos theta)/2`` ``[m, N2]`` (never ``arccos`` of a
+    correlation, whose error is ``sqrt(eps)`` at ``theta ~ 0``).
+
+    ``kb`` receives ``K^{l+1} = b + w s J / (2 pi)``, ``J = sin theta + (pi - theta) cos
+    theta``, ``s = n1 n2``; ``tb`` (``Theta^l``) receives ``Theta^{l+1} = K^{l+1} + w (pi -
+    theta) Theta^l / (2 pi)``. ``first``: the scratch arrays ``sh, ch, th`` already hold
+    ``sin(theta)/2, cos(theta)/2, theta`` (:class:`_FirstAngles`; theta may exceed pi/2
+    there); later theta <= pi/2 (the correlations are >= 0). ``nxt``: None (last layer) or
+    the rows' and columns' :func:`_relu_rows`; ``hv`` then receives the next layer's
+
+    ``sin^2(theta'/2) = sin^2((gamma - gamma')/2) + cos gamma cos gamma' (pi - J) / (2 pi)``,
+
+    a sum of nonnegative terms with ``pi - J = 2 (pi - theta) sin^2(theta/2) + (theta -
+    sin theta)``: no cancellation, so ``theta'`` has an absolute error of a few ulps however
+    small it is. ``bias``: ``b > 0`` (else ``gamma = 0`` for every point). ``diag`` as in
+    :func:`_erf_block`."""
+    m = kb.shape[0]
+    sh, ch, th, psi, u, s = scratch.take(m)[:6]
+    if not first:
+        torch.addcmul(hv, hv, hv, value=-1.0, out=sh).sqrt_()  # sin(theta)/2
+        torch.sub(scratch.half, hv, out=ch)                    # cos(theta)/2
+        torch.atan2(sh, ch, out=th)                            # theta
+    torch.sub(scratch.pi, th, out=psi)                         # pi - theta
+    torch.addcmul(sh, psi, ch, out=u)                          # J/2
+    torch.outer(n1, n2, out=s)                                 # sqrt(k11 k22)
+    torch.addcmul(b, u, s, value=w / math.pi, out=kb)          # K^{l+1}
+    if diag is not None:
+        kb.diagonal(diag[0]).copy_(diag[1])
+        psi.diagonal(diag[0]).fill_(math.pi)
+    torch.addcmul(kb, tb, psi, value=w / _TWO_PI, out=tb)      # Theta^{l+1}
+    if nxt is None:
+        return
+    torch.sub(th, sh, alpha=2.0, out=th)                       # theta - sin theta
+    th.addcmul_(psi, hv, value=2.0)                            # pi - J
+    # (every product below is formed as x_i y_j or y_j x_i alike, so that a symmetric
+    # kernel stays exactly symmetric)
+    (a1, c1, g1), (a2, c2, g2) = nxt
+    torch.outer(g1, g2, out=s)
+    if bias:
+        torch.outer(a1, c2, out=u)
+        u.sub_(torch.outer(c1, a2, out=psi))                   # sin((gamma - gamma')/2)
+        u.mul_(u)
+    else:
+        u = scratch.zero
+    torch.addcmul(u, th, s, value=1 / _TWO_PI, out=hv)
+    if diag is not None:
+        hv.diagonal(diag[0]).zero_()
+
+
+class _FirstAngles:
+    """First-layer angles of the ReLU recursion. The first layer's features of ``x`` are
+    ``a(x) = (sqrt(sw2/d) x, sqrt(sb2))``, with ``K^1 = <a, a'>``; the angle of a pair comes
+    from its correlation ``c``, except for pairs within :data:`NEAR` of ``c = +-1`` when
+    the inputs are given (``X1`` not None): those get ``sin(theta/2) = |u - u'|/2`` and
+    ``cos(theta/2) = |u + u'|/2`` from the unit vectors ``u = a/|a|`` themselves (Kahan's
+    angle: exact for duplicates, a few ulps for every pair). ``X2`` None: the same
+    points."""
+
+    def __init__(self, X1, X2, w, b, n1, n2):
+        self.X1, self.X2, self.w, self.b, self.n1, self.n2 = X1, X2, w, b, n1, n2
+        self.units: dict[int, tuple] = {}
+
+    def _units(self, i: int):
+        if i not in self.units:
+            def unit(X, n):
+                a = torch.cat([X * (self.w[i] / X.shape[1]).sqrt(),
+                               self.b[i].sqrt().expand(len(X), 1)], dim=1)
+                return a / torch.where(n > 0, n, torch.ones_like(n))[:, None]
+
+            u1 = unit(self.X1, self.n1[i])
+            self.units[i] = (u1, u1 if self.X2 is None else unit(self.X2, self.n2[i]))
+        return self.units[i]
+
+    def __call__(self, i: int, r0: int, kb, f1, f2, hv, scratch: _Scratch, diag: bool):
+        """Fill ``sin(theta)/2, cos(theta)/2, theta`` (the scratch arrays ``sh, ch, th``)
+        and ``hv = sin^2(theta/2)`` ``[m, N2]`` for the rows ``r0 ..`` of setting ``i``, from
+        ``K^1`` (``kb``) and the norms ``f1 [m]``, ``f2 [N2]``; ``diag``: the rows are the
+        columns ``r0 ..`` (theta = 0 there)."""
+        sh, ch, th = scratch.take(kb.shape[0])[:3]
+        torch.outer(f1, f2, out=ch).clamp_min_(torch.finfo(ch.dtype).tiny)
+        torch.div(kb, ch, out=ch).clamp_(-1.0, 1.0)                   # c = cos theta
+        torch.addcmul(scratch.one, ch, ch, value=-1.0, out=sh).sqrt_().mul_(0.5)
+        # |c| > 1 - NEAR, read off sin(theta)/2 (one pass)
+        near = (sh < _NEAR_SIN) if self.X1 is not None else None
+        ch.mul_(0.5)
+        torch.sub(scratch.half, ch, out=hv)                            # (1 - c)/2
+        torch.atan2(sh, ch, out=th)
+        if diag:
+            for t, v in ((sh, 0.0), (ch, 0.5), (hv, 0.0), (th, 0.0)):
+                t.diagonal(r0).fill_(v)
+            if near is not None:
+                near.diagonal(r0).fill_(False)
+        if near is None or not bool(near.any()):
+            return
+        rows, cols = near.nonzero().unbind(1)
+        u1, u2 = self._units(i)
+        step = max(1, (1 << 20) // u1.shape[1])
+        for j in range(0, len(rows), step):
+            r, c = rows[j:j + step], cols[j:j + step]
+            a, e = u1[r0 + r], u2[c]
+            t = torch.linalg.vector_norm(a - e, dim=1) / 2               # sin(theta/2)
+            co = torch.linalg.vector_norm(a + e, dim=1) / 2              # cos(theta/2)
+            sh[r, c], ch[r, c] = t * co, (co - t) * (co + t) / 2
+            hv[r, c], th[r, c] = t * t, 2 * torch.atan2(t, co)
+
+
 def _recursion(act: str, k12: torch.Tensor, t12: torch.Tensor, k1s: list[torch.Tensor],
                k2s: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor, same: bool,
-               wanted: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+               wanted: dict[int, tuple[torch.Tensor, torch.Tensor]],
+               first: _FirstAngles | None = None) -> None:
     """Layers ``2 .. len(k1s)`` of the recursion from layer 1, row block by row block.
 
     ``k12, t12`` ``[S, N1, N2]`` (contiguous; updated in place to the last layer); ``k1s[i]``
     ``[S, N1]`` and ``k2s[i]`` ``[S, N2]``: the diagonals at layer ``i + 1``; ``w, b``
     ``[S]``. ``wanted`` maps a layer to outputs ``[S, N1, N2]`` that receive its ``K`` and
-    ``Theta``. A block's rows go through every layer while they are in cache."""
+    ``Theta``. A block's rows go through every layer while they are in cache. ReLU: the
+    first layer's angles come from ``first`` (the inputs), else from ``k12`` alone."""
     S, N1, N2 = k12.shape
     rows = max(1, min(N1, BLOCK_ENTRIES // max(N2, 1)))
-    scratch = _Scratch(rows, N2, k12, 4 if act == "relu" else 3)
+    relu = act == "relu"
+    scratch = _Scratch(rows, N2, k12, 7 if relu else 3)
     layers = len(k1s) - 1
     f1s = [_row_factor(act, k) for k in k1s]
     f2s = f1s if same else [_row_factor(act, k) for k in k2s]
+    if relu:
+        wb = (w[:, None], b[:, None])
+        nx2 = [_relu_rows(f, *wb) for f in f2s[:layers - 1]]
+        nx1 = nx2 if same else [_relu_rows(f, *wb) for f in f1s[:layers - 1]]
+        hv_buf = scratch.bufs[6]
+        angles = first if first is not None else _FirstAngles(None, None, w, b, None, None)
     for i in range(S):
         wi = float(w[i])
         bi = b[i]
+        bias = bool(bi != 0)
         for r0 in range(0, N1, rows):
             r1 = min(N1, r0 + rows)
             kb, tb = k12[i, r0:r1], t12[i, r0:r1]
+            if relu:
+                hv = hv_buf[:r1 - r0]
+                angles(i, r0, kb, f1s[0][i, r0:r1], f2s[0][i], hv, scratch, same)
             for step in range(layers):
                 diag = (r0, k1s[step + 1][i, r0:r1]) if same else None
-                _block_layer(act, kb, tb, f1s[step][i, r0:r1], f2s[step][i], wi, bi, diag,
-                             scratch)
+                if relu:
+                    nxt = None if step == layers - 1 else (
+                        tuple(v[i, r0:r1] for v in nx1[step]),
+                        tuple(v[i] for v in nx2[step]))
+                    _relu_block(kb, tb, hv, step == 0, f1s[step][i, r0:r1], f2s[step][i],
+                                nxt, wi, bi, bias, diag, scratch)
+                else:
+                    _erf_block(kb, tb, f1s[step][i, r0:r1], f2s[step][i], wi, bi, diag,
+                               scratch)
                 out = wanted.get(step + 2)
                 if out is not None:
                     out[0][i, r0:r1].copy_(kb)
                     out[1][i, r0:r1].copy_(tb)
+
+
+def _check_step_inputs(k12, k1, k2, t12, fn: str):
+    """The four kernel tensors of :func:`layer_step`, checked against ``k12 [..., N1, N2]``."""
+    k12 = validation.tensor(k12, "k12", fn=fn, min_ndim=2, layout="[..., N1, N2]")
+    N1, N2 = k12.shape[-2:]
+    t12 = validation.tensor(t12, "t12", fn=fn, min_ndim=2, layout="[..., N1, N2]")
+    k1 = validation.tensor(k1, "k1", fn=fn, min_ndim=1, layout="[..., N1]")
+    k2 = validation.tensor(k2, "k2", fn=fn, min_ndim=1, layout="[..., N2]")
+    for name, t, want in (("t12", t12, (N1, N2)), ("k1", k1, (N1,)), ("k2", k2, (N2,))):
+        if tuple(t.shape[t.ndim - len(want):]) != want:
+            raise InputError(f"{fn}: {name} must end with shape {want} to match k12 "
+                             f"{tuple(k12.shape)}, got {tuple(t.shape)}")
+        if t.dtype != k12.dtype or t.device != k12.device:
+            raise InputTypeError(f"{fn}: {name} ({t.dtype}, {t.device}) must share the dtype "
+                                 f"and device of k12 ({k12.dtype}, {k12.device})")
+    for name, t in (("k1", k1), ("k2", k2)):
+        if bool((t < 0).any()):
+            raise InfiniteWidthError(f"{fn}: {name} holds the variances K^l(x, x) and must be "
+                                     f">= 0; got {t.min().item():g}")
+    return k12, k1, k2, t12
 
 
 def layer_step(act: str, k12: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
@@ -285,30 +469,47 @@ def layer_step(act: str, k12: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
     """One layer of the recursion: ``(K^l, Theta^l) -> (K^{l+1}, Theta^{l+1})``.
 
     ``k12``, ``t12``: ``[..., N1, N2]`` (``K^l`` and ``Theta^l``); ``k1`` ``[..., N1]`` and
-    ``k2`` ``[..., N2]``: the diagonals ``K^l(x, x)`` of the two sets. ``same=True`` when
-    the two sets are the same points (``N1 = N2``; diagonal entries are then set to their
-    exact values). ``sw2``, ``sb2``: numbers or tensors of the batch shape ``[...]``.
-    Returns ``(k12, k1, k2, t12)`` of the next layer; ``k12`` and ``t12`` are consumed
-    (updated in place when contiguous). The elementwise work runs on cache-sized row blocks
-    (:data:`BLOCK_ENTRIES`).
+    ``k2`` ``[..., N2]``: the diagonals ``K^l(x, x)`` of the two sets (``>= 0``), all of
+    one floating dtype. ``same=True`` when the two sets are the same points (``N1 = N2``;
+    diagonal entries are then set to their exact values). ``sw2 > 0``, ``sb2 >= 0``:
+    numbers or tensors of the batch shape ``[...]``. Returns ``(k12, k1, k2, t12)`` of the
+    next layer, new tensors (the arguments are not modified). The elementwise work runs on
+    cache-sized row blocks (:data:`BLOCK_ENTRIES`). From a kernel alone the ReLU angle is
+    ``arccos`` of the correlation, whose error is ``sqrt(eps)`` near ``c = 1``:
+    :func:`nngp_ntk` takes the first layer's angles from the inputs and carries them.
     """
-    _check_act(act)
-    batch = torch.broadcast_shapes(k12.shape[:-2], t12.shape[:-2], k1.shape[:-1],
-                                   k2.shape[:-1], torch.as_tensor(sw2).shape,
-                                   torch.as_tensor(sb2).shape)
+    fn = "infinite.layer_step"
+    _check_act(act, fn)
+    k12, k1, k2, t12 = _check_step_inputs(k12, k1, k2, t12, fn)
+    same = validation.boolean(same, "same", fn=fn)
     N1, N2 = k12.shape[-2:]
-    opts = dict(dtype=k12.dtype, device=k12.device)
-    w = torch.as_tensor(sw2, **opts).expand(batch).reshape(-1)
-    b = torch.as_tensor(sb2, **opts).expand(batch).reshape(-1)
-    K = k12.expand(*batch, N1, N2).contiguous().view(-1, N1, N2)
-    T = t12.expand(*batch, N1, N2).contiguous().view(-1, N1, N2)
+    if same and N1 != N2:
+        raise InputError(f"{fn}: same=True needs one set of points (N1 = N2), got k12 "
+                         f"{tuple(k12.shape)}")
+    w, b = _settings(sw2, sb2, k12.dtype, k12.device, strict_b=False, fn=fn)
+    try:
+        batch = torch.broadcast_shapes(k12.shape[:-2], t12.shape[:-2], k1.shape[:-1],
+                                       k2.shape[:-1], w.shape)
+    except RuntimeError:
+        raise InputError(f"{fn}: the batch shapes of k12 {tuple(k12.shape[:-2])}, t12 "
+                         f"{tuple(t12.shape[:-2])}, k1 {tuple(k1.shape[:-1])}, k2 "
+                         f"{tuple(k2.shape[:-1])} and sw2/sb2 {tuple(w.shape)} do not "
+                         "broadcast") from None
+    w = w.expand(batch).reshape(-1)
+    b = b.expand(batch).reshape(-1)
+    K = k12.new_empty(*batch, N1, N2).copy_(k12.expand(*batch, N1, N2)).view(-1, N1, N2)
+    T = t12.new_empty(*batch, N1, N2).copy_(t12.expand(*batch, N1, N2)).view(-1, N1, N2)
     k1f = k1.expand(*batch, N1).reshape(-1, N1)
     k2f = k2.expand(*batch, N2).reshape(-1, N2)
     k1n = _diag_step(act, k1f, w[:, None], b[:, None])
     k2n = k1n if same else _diag_step(act, k2f, w[:, None], b[:, None])
     _recursion(act, K, T, [k1f, k1n], [k2f, k2n], w, b, same, {})
-    return (K.view(*batch, N1, N2), k1n.view(*batch, N1), k2n.view(*batch, N2),
-            T.view(*batch, N1, N2))
+    out = (K.view(*batch, N1, N2), k1n.view(*batch, N1), k2n.view(*batch, N2),
+           T.view(*batch, N1, N2))
+    for name, t in zip(("k12", "k1", "k2", "t12"), out, strict=True):
+        validation.finite_output(t, f"the next layer's {name}", fn=fn, cause="sw2, sb2 or "
+                                 "the kernels are too large for the dtype")
+    return out
 
 
 def nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2, sb2,
@@ -316,28 +517,32 @@ def nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2,
     """Infinite-width NNGP ``K^L`` and NTK ``Theta^L`` of a fully connected network.
 
     Args:
-        X1: ``[N1, d]``; X2: ``[N2, d]`` (default: ``X1``).
+        X1: ``[N1, d]``; X2: ``[N2, d]`` (default: ``X1``), finite, one floating dtype.
         act: ``"relu"`` or ``"erf"``.
         sw2, sb2: weight and bias variances, numbers or tensors broadcasting to a batch
             shape ``S`` of settings (``sw2 > 0``, ``sb2 >= 0``).
         depth: an int ``L >= 1`` (the number of linear layers; ``L = 1`` is the linear model)
-            or a sequence of ints (all computed in one pass up to the largest).
+            or a sequence of ints (all computed in one pass up to the largest), at most
+            :data:`MAX_DEPTH`.
 
     Returns:
         :class:`Kernels` ``(nngp, ntk)``, each ``[*S, N1, N2]`` for an int depth and
         ``[*S, D, N1, N2]`` for ``D`` depths (in the order given). Dtype and device of
-        ``X1``.
+        ``X1``. ReLU carries every pair's angle through the layers without ``arccos``
+        (:func:`_relu_block`), so duplicate and near-duplicate points are as accurate as
+        the others; a zero input with ``sb2 = 0`` has kernel 0 with every point. Raises
+        when the recursion overflows the dtype.
     """
-    _check_act(act)
-    X1 = _check_X(X1, "X1")
-    same = X2 is None
-    X2 = X1 if same else _check_X(X2, "X2")
-    if X1.shape[1] != X2.shape[1] or X1.dtype != X2.dtype or X1.device != X2.device:
-        raise InfiniteWidthError(f"X1 {tuple(X1.shape)} ({X1.dtype}, {X1.device}) and X2 "
-                                 f"{tuple(X2.shape)} ({X2.dtype}, {X2.device}) must have the "
-                                 "same input dimension, dtype and device")
-    depths, scalar = _check_depths(depth)
-    w, b = _settings(sw2, sb2, X1.dtype, X1.device, strict_b=False)
+    fn = "infinite.nngp_ntk"
+    _check_act(act, fn)
+    X1, X2, same = _check_pair(X1, X2, fn, ndim=2, layout="[N, d] (flatten images first)")
+    depths, scalar = _check_depths(depth, fn)
+    w, b = _settings(sw2, sb2, X1.dtype, X1.device, strict_b=False, fn=fn)
+    out = _nngp_ntk(act, X1, X2, same, w, b, depths, scalar)
+    return _finite_kernels(out, fn)
+
+
+def _nngp_ntk(act, X1, X2, same, w, b, depths, scalar) -> Kernels:
     S = w.shape
     wf, bf = w.reshape(-1), b.reshape(-1)
     d = X1.shape[1]
@@ -356,19 +561,21 @@ def nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2,
         k12.diagonal(dim1=-2, dim2=-1).copy_(k1s[0])
     t12 = k12.clone()
     N1, N2 = k12.shape[-2:]
+    first = _FirstAngles(X1, None if same else X2, wf, bf, k1s[0].sqrt(), k2s[0].sqrt()) \
+        if act == "relu" else None
     if scalar:
-        _recursion(act, k12, t12, k1s, k2s, wf, bf, same, {})
+        _recursion(act, k12, t12, k1s, k2s, wf, bf, same, {}, first)
         return Kernels(k12.view(*S, N1, N2), t12.view(*S, N1, N2))
     K = k12.new_empty(k12.shape[0], len(depths), N1, N2)
     T = torch.empty_like(K)
-    first = {layer: depths.index(layer) for layer in depths}
-    if 1 in first:
-        K[:, first[1]], T[:, first[1]] = k12, t12
+    index = {layer: depths.index(layer) for layer in depths}
+    if 1 in index:
+        K[:, index[1]], T[:, index[1]] = k12, t12
     _recursion(act, k12, t12, k1s, k2s, wf, bf, same,
-               {layer: (K[:, i], T[:, i]) for layer, i in first.items() if layer > 1})
+               {layer: (K[:, i], T[:, i]) for layer, i in index.items() if layer > 1}, first)
     for i, layer in enumerate(depths):        # a depth asked for twice
-        if i != first[layer]:
-            K[:, i], T[:, i] = K[:, first[layer]], T[:, first[layer]]
+        if i != index[layer]:
+            K[:, i], T[:, i] = K[:, index[layer]], T[:, index[layer]]
     return Kernels(K.view(*S, len(depths), N1, N2), T.view(*S, len(depths), N1, N2))
 
 
@@ -423,21 +630,21 @@ def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, 
     Returns:
         :class:`Kernels` ``[N1, N2]`` (or ``[D, N1, N2]`` for ``D`` depths).
     """
-    _check_act(act)
-    if readout not in READOUTS:
-        raise InfiniteWidthError(f"unknown readout {readout!r}; use one of {READOUTS}")
-    X1 = _check_X(X1, "X1", ndim=4, layout="images [N, C, H, W]")
-    same = X2 is None
-    X2 = X1 if same else _check_X(X2, "X2", ndim=4, layout="images [N, C, H, W]")
-    if X1.shape[1:] != X2.shape[1:] or X1.dtype != X2.dtype or X1.device != X2.device:
-        raise InfiniteWidthError(f"X1 {tuple(X1.shape)} and X2 {tuple(X2.shape)} must be "
-                                 "images of one shape, dtype and device")
+    fn = "infinite.cnn_nngp_ntk"
+    _check_act(act, fn)
+    if not isinstance(readout, str) or readout not in READOUTS:
+        raise InfiniteWidthError(f"{fn}: unknown readout {readout!r}; use one of {READOUTS}")
+    X1, X2, same = _check_pair(X1, X2, fn, ndim=4, layout="images [N, C, H, W]")
     for name, v in (("sw2", sw2), ("sb2", sb2)):
         if isinstance(v, torch.Tensor) and v.numel() != 1:
-            raise InfiniteWidthError(f"{name}: one setting per call for CNN kernels")
-    w = float(_variance("sigma_w^2 (sw2)", sw2, X1.dtype, X1.device, strict=True))
-    b = float(_variance("sigma_b^2 (sb2)", sb2, X1.dtype, X1.device, strict=False))
-    depths, scalar = _check_depths(depth)
+            raise InfiniteWidthError(f"{fn}: {name}: one setting per call for CNN kernels")
+    w = float(_variance("sw2", sw2, X1.dtype, X1.device, strict=True, fn=fn))
+    b = float(_variance("sb2", sb2, X1.dtype, X1.device, strict=False, fn=fn))
+    depths, scalar = _check_depths(depth, fn)
+    return _finite_kernels(_cnn_kernels(act, X1, X2, same, w, b, depths, scalar, readout), fn)
+
+
+def _cnn_kernels(act, X1, X2, same, w, b, depths, scalar, readout) -> Kernels:
     C, H, W = X1.shape[1:]
     # The state is indexed by (x, x', r, p): the covariance of position p of x with position
     # p + r of x' (circular). A convolution shifts p and p + r by the same offset, so in
@@ -503,6 +710,39 @@ def _erf_map_q(q, w, b):
     return w * (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q)) + b
 
 
+def _erf_q(w, b, iters: int) -> torch.Tensor:
+    """``q*`` of erf: ``iters`` Newton steps from ``q = w + b`` (stopping early once a step
+    repeats its iterate exactly, after which every step would)."""
+    q = w + b
+    for _ in range(iters):
+        a = 1 + 2 * q
+        dmap = w * (4 / math.pi) / (a * (1 + 4 * q).sqrt())
+        nq = q - (_erf_map_q(q, w, b) - q) / (dmap - 1)
+        if torch.equal(nq, q):
+            break
+        q = nq
+    return q
+
+
+def _erf_chi_1(q, w) -> torch.Tensor:
+    return w * (4 / math.pi) / (1 + 4 * q).sqrt()
+
+
+def _erf_c(q, w, b, iters: int) -> torch.Tensor:
+    """``c*`` of erf: Newton from ``c = 0`` (stopping early as :func:`_erf_q`)."""
+    a = 1 + 2 * q
+    c = torch.zeros_like(w)
+    for _ in range(iters):
+        g = (w * (2 / math.pi) * torch.arcsin(2 * q * c / a) + b) / q
+        chi_cc = w * (4 / math.pi) / (a * a - 4 * q * q * c * c).clamp_min(1e-300).sqrt()
+        step = (g - c) / (chi_cc - 1)
+        nc = torch.where(chi_cc < 1, (c - step).clamp(max=1.0), torch.ones_like(c))
+        if torch.equal(nc, c):
+            break
+        c = nc
+    return c
+
+
 def fixed_point(act: str, sw2, sb2, *, iters: int = 200) -> FixedPoint:
     """Fixed points ``q*``, ``c*``, slopes ``chi_1``, ``chi_c*`` and depth scales.
 
@@ -512,33 +752,27 @@ def fixed_point(act: str, sw2, sb2, *, iters: int = 200) -> FixedPoint:
     diverges: there is no chaotic phase). Erf by Newton's method: for ``q*`` from
     ``sw2 + sb2`` (a point right of the root of the concave ``map(q) - q``), for ``c*`` from
     ``c = 0`` (left of the stable root of the convex ``map(c) - c``), so both converge
-    monotonically; ``iters`` Newton steps.
+    monotonically; at most ``iters`` Newton steps (``1 <= iters <=`` :data:`MAX_ITERS`),
+    fewer once an iterate repeats. Raises when the variances are too large for the dtype.
     """
-    _check_act(act)
+    fn = "infinite.fixed_point"
+    _check_act(act, fn)
+    iters = validation.integer(iters, "iters", fn=fn, lo=1, hi=MAX_ITERS)
     ref = next((v for v in (sw2, sb2) if isinstance(v, torch.Tensor) and
                 v.is_floating_point()), None)
     dtype = ref.dtype if ref is not None else torch.float64
     device = ref.device if ref is not None else None
-    w, b = _settings(sw2, sb2, dtype, device, strict_b=True)
+    w, b = _settings(sw2, sb2, dtype, device, strict_b=True, fn=fn)
     if act == "relu":
         chi = w / 2
         q = torch.where(chi < 1, b / (1 - chi).clamp_min(1e-300), torch.full_like(w, math.inf))
         c = torch.ones_like(w)
         chi_c = chi.clone()
     else:
-        q = w + b
-        for _ in range(iters):
-            a = 1 + 2 * q
-            dmap = w * (4 / math.pi) / (a * (1 + 4 * q).sqrt())
-            q = q - (_erf_map_q(q, w, b) - q) / (dmap - 1)
+        q = _erf_q(w, b, iters)
         a = 1 + 2 * q
-        chi = w * (4 / math.pi) / (1 + 4 * q).sqrt()
-        c = torch.zeros_like(w)
-        for _ in range(iters):
-            g = (w * (2 / math.pi) * torch.arcsin(2 * q * c / a) + b) / q
-            chi_cc = w * (4 / math.pi) / (a * a - 4 * q * q * c * c).clamp_min(1e-300).sqrt()
-            step = (g - c) / (chi_cc - 1)
-            c = torch.where(chi_cc < 1, (c - step).clamp(max=1.0), torch.ones_like(c))
+        chi = _erf_chi_1(q, w)
+        c = _erf_c(q, w, b, iters)
         # ordered phase (chi_1 <= 1): the only fixed point in [0, 1] is c* = 1 (convexity)
         c = torch.where(chi <= 1, torch.ones_like(c), c)
         chi_c = w * (4 / math.pi) / (a * a - 4 * q * q * c * c).clamp_min(1e-300).sqrt()
@@ -548,49 +782,83 @@ def fixed_point(act: str, sw2, sb2, *, iters: int = 200) -> FixedPoint:
     ratio = lcc - lc
     xi_star = torch.where(ratio < -1e-12, -1 / ratio.clamp(max=-1e-300),
                           torch.full_like(w, math.inf))
-    return FixedPoint(q, c, chi, chi_c, xi_1, xi_c, xi_star)
+    out = FixedPoint(q, c, chi, chi_c, xi_1, xi_c, xi_star)
+    if any(bool(torch.isnan(v).any()) for v in out):
+        raise InputError(f"{fn}: the fixed point is undefined (NaN) for these variances: sw2 "
+                         "or sb2 is too large for the dtype; pass smaller variances")
+    return out
+
+
+def _chaos_bound(b: torch.Tensor) -> torch.Tensor:
+    """A ``sw2`` beyond the erf transition for bias variance ``b``: as ``q* <= sw2 + b``,
+    ``chi_1 >= sw2 (4/pi) / sqrt(1 + 4 sw2 + 4 b)``, which exceeds 1 beyond the larger root
+    of ``(16/pi^2) s^2 - 4 s - (1 + 4 b)``."""
+    a = 16 / math.pi ** 2
+    return (4 + (16 + 4 * a * (1 + 4 * b)).sqrt()) / (2 * a)
 
 
 def critical_sw2(act: str, sb2, *, iters: int = 100) -> torch.Tensor:
     """The order-to-chaos transition ``sigma_w^2`` where ``chi_1 = 1``, for each ``sb2 > 0``.
 
-    ReLU: ``2`` for every ``sb2`` (beyond it ``q*`` diverges). Erf: bisection on ``sw2``
-    (``chi_1`` increases with ``sw2``; at ``sw2 = pi/4`` it is ``<= 1``).
+    ReLU: ``2`` for every ``sb2`` (beyond it ``q*`` diverges). Erf: ``iters`` bisection
+    steps on ``sw2`` (``chi_1`` increases with ``sw2``; at ``sw2 = pi/4`` it is ``<= 1``),
+    from the bracket ``[pi/4, 4 * 2^k]`` with the first ``k`` that is chaotic (``k`` taken
+    from :func:`_chaos_bound` for astronomically large ``sb2``, where doubling would take
+    hundreds of steps).
     """
-    _check_act(act)
+    fn = "infinite.critical_sw2"
+    _check_act(act, fn)
+    iters = validation.integer(iters, "iters", fn=fn, lo=1, hi=MAX_ITERS)
     _, b = _settings(1.0, sb2, sb2.dtype if isinstance(sb2, torch.Tensor) and
                      sb2.is_floating_point() else torch.float64,
-                     sb2.device if isinstance(sb2, torch.Tensor) else None, strict_b=True)
+                     sb2.device if isinstance(sb2, torch.Tensor) else None, strict_b=True,
+                     fn=fn)
     if act == "relu":
         return torch.full_like(b, 2.0)
     lo = torch.full_like(b, math.pi / 4)
-    hi = torch.full_like(b, 4.0)
-    while bool((fixed_point(act, hi, b).chi_1 <= 1).any()):
-        hi = torch.where(fixed_point(act, hi, b).chi_1 <= 1, 2 * hi, hi)
+    doublings = torch.log2(_chaos_bound(b.double()) / 4).ceil().clamp_min(0)
+    hi = torch.where(doublings > 60, 4 * 2.0 ** doublings, 4.0).to(b.dtype)
+    if not bool(torch.isfinite(hi).all()):
+        raise InputError(f"{fn}: sb2 is too large for the dtype (the transition sw2 "
+                         "overflows); pass a smaller sb2")
+    while True:
+        ordered = _erf_chi_1(_erf_q(hi, b, 200), hi) <= 1
+        if not bool(ordered.any()):
+            break
+        hi = torch.where(ordered, 2 * hi, hi)
     for _ in range(iters):
         mid = (lo + hi) / 2
-        chaotic = fixed_point(act, mid, b, iters=60).chi_1 > 1
+        chaotic = _erf_chi_1(_erf_q(mid, b, 60), mid) > 1
         hi = torch.where(chaotic, mid, hi)
         lo = torch.where(chaotic, lo, mid)
-    return (lo + hi) / 2
+    out = (lo + hi) / 2
+    validation.finite_output(out, "the transition sw2", fn=fn,
+                             cause="sb2 is too large for the dtype")
+    return out
 
 
 # ----------------------------------------------------------------------- predictions
 
-def _check_kernel_targets(K_train, Y, K_test_train=None):
-    for name, t in (("K_train", K_train), ("Y", Y), ("K_test_train", K_test_train)):
-        if t is not None and (not isinstance(t, torch.Tensor) or not t.is_floating_point()):
-            raise InfiniteWidthError(f"{name} must be a floating tensor")
-        if t is not None and not torch.isfinite(t).all():
-            raise InfiniteWidthError(f"{name} contains NaN or inf")
-    if K_train.ndim < 2 or K_train.shape[-1] != K_train.shape[-2]:
-        raise InfiniteWidthError(f"K_train must be [..., N, N], got {tuple(K_train.shape)}")
+def _check_kernel_targets(K_train, Y, K_test_train, fn: str):
+    """The kernels and targets of a prediction; returns ``Y`` as ``[..., N, k]``."""
+    K_train = validation.tensor(K_train, "K_train", fn=fn, min_ndim=2, layout="[..., N, N]")
+    Y = validation.tensor(Y, "Y", fn=fn, min_ndim=1, layout="[N] or [..., N, k]")
+    if K_test_train is not None:
+        K_test_train = validation.tensor(K_test_train, "K_test_train", fn=fn, min_ndim=2,
+                                         layout="[..., M, N]")
+        if K_test_train.dtype != K_train.dtype or K_test_train.device != K_train.device:
+            raise InputTypeError(f"{fn}: K_test_train ({K_test_train.dtype}, "
+                                 f"{K_test_train.device}) and K_train ({K_train.dtype}, "
+                                 f"{K_train.device}) must share dtype and device")
+    if K_train.shape[-1] != K_train.shape[-2]:
+        raise InfiniteWidthError(f"{fn}: K_train must be [..., N, N], got "
+                                 f"{tuple(K_train.shape)}")
     N = K_train.shape[-1]
-    if Y.ndim < 1 or Y.shape[0 if Y.ndim == 1 else -2] != N:
-        raise InfiniteWidthError(f"Y {tuple(Y.shape)} must be [N] or [..., N, k] with "
+    if Y.shape[0 if Y.ndim == 1 else -2] != N:
+        raise InfiniteWidthError(f"{fn}: Y {tuple(Y.shape)} must be [N] or [..., N, k] with "
                                  f"N = {N} (K_train {tuple(K_train.shape)})")
-    if K_test_train is not None and (K_test_train.ndim < 2 or K_test_train.shape[-1] != N):
-        raise InfiniteWidthError(f"K_test_train {tuple(K_test_train.shape)} must be "
+    if K_test_train is not None and K_test_train.shape[-1] != N:
+        raise InfiniteWidthError(f"{fn}: K_test_train {tuple(K_test_train.shape)} must be "
                                  f"[..., M, N] with N = {N}")
     return Y[:, None] if Y.ndim == 1 else Y
 
@@ -599,12 +867,27 @@ def mean_predictor(K_test_train: torch.Tensor, K_train: torch.Tensor,
                    Y: torch.Tensor) -> torch.Tensor:
     """``Theta(x, X) Theta(X, X)^{-1} Y``: the mean prediction after infinite training time.
 
-    ``K_test_train`` ``[..., M, N]``, ``K_train`` ``[..., N, N]``, ``Y`` ``[N, k]`` (or
-    ``[N]``, or batched ``[..., N, k]``); batch dimensions broadcast. Returns ``[..., M, k]``.
-    Solved by LU (``torch.linalg.solve``) in the kernels' dtype.
+    ``K_test_train`` ``[..., M, N]``, ``K_train`` ``[..., N, N]`` (invertible), ``Y``
+    ``[N, k]`` (or ``[N]``, or batched ``[..., N, k]``); batch dimensions broadcast. Returns
+    ``[..., M, k]``. Solved by LU (``torch.linalg.solve``) in the kernels' dtype; a singular
+    ``K_train`` (duplicate points, a kernel of too low rank) raises.
     """
-    Y = _check_kernel_targets(K_train, Y, K_test_train)
-    return K_test_train @ torch.linalg.solve(K_train, Y.to(K_train.dtype))
+    fn = "infinite.mean_predictor"
+    Y = _check_kernel_targets(K_train, Y, K_test_train, fn)
+    try:
+        coef = torch.linalg.solve(K_train, Y.to(K_train.dtype))
+    except torch.linalg.LinAlgError:
+        raise InputError(f"{fn}: K_train is singular (duplicate points, or a kernel of rank "
+                         "< N): the mean predictor is undefined; drop duplicates or add a "
+                         "ridge, K_train + lam I") from None
+    except RuntimeError as e:
+        raise InputError(f"{fn}: the batch shapes of K_train {tuple(K_train.shape)}, Y "
+                         f"{tuple(Y.shape)} and K_test_train {tuple(K_test_train.shape)} do "
+                         f"not broadcast ({e})") from None
+    out = K_test_train @ coef
+    validation.finite_output(out, "the mean prediction", fn=fn, cause="K_train is too close "
+                             "to singular, or K_test_train, K_train or Y too large for the dtype")
+    return out
 
 
 def linearized(K_train: torch.Tensor, Y: torch.Tensor, *, lr, t, K_test_train=None,
@@ -617,17 +900,27 @@ def linearized(K_train: torch.Tensor, Y: torch.Tensor, *, lr, t, K_test_train=No
     ``e^{-lr K t}``). Computed in the eigenbasis of ``K_train`` (``eigh``), so that small
     eigenvalues are harmless: ``(1 - e^{-lr t lam}) / lam -> lr t``.
 
-    ``K_train`` ``[..., N, N]`` (symmetric), ``Y`` ``[N, k]`` (or ``[N]``), ``lr`` a number
-    or a tensor broadcastable to the batch shape ``[...]`` (e.g. ``2 / lambda_max`` per
-    setting), ``t >= 0``. Returns ``(f_train [..., N, k], f_test [..., M, k] or None)``.
+    ``K_train`` ``[..., N, N]`` (symmetric), ``Y`` ``[N, k]`` (or ``[N]``), ``lr > 0`` a
+    number or a tensor broadcastable to the batch shape ``[...]`` (e.g. ``2 / lambda_max``
+    per setting), ``t >= 0``. Returns ``(f_train [..., N, k], f_test [..., M, k] or None)``;
+    raises when they overflow (``discrete`` with ``lr`` beyond ``2 / lambda_max``).
     """
-    Y = _check_kernel_targets(K_train, Y, K_test_train)
-    if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0 or \
-            not math.isfinite(t):
-        raise InfiniteWidthError(f"t must be a finite number >= 0, got {t!r}")
-    lr = torch.as_tensor(lr, dtype=K_train.dtype, device=K_train.device)
-    if not torch.isfinite(lr).all() or (lr <= 0).any():
-        raise InfiniteWidthError("lr must be finite and > 0")
+    fn = "infinite.linearized"
+    Y = _check_kernel_targets(K_train, Y, K_test_train, fn)
+    checked = validation.real(t, "t", fn=fn, lo=0)
+    t = t if isinstance(t, int | float) else checked
+    discrete = validation.boolean(discrete, "discrete", fn=fn)
+    lr = _variance("lr", lr, K_train.dtype, K_train.device, strict=True, fn=fn,
+                   what="a learning rate")
+    f_train, f_test = _linearized(K_train, Y, lr, t, K_test_train, discrete)
+    for what, out in (("f_train", f_train), ("f_test", f_test)):
+        if out is not None:
+            validation.finite_output(out, what, fn=fn, cause="lr or t too large (the "
+                                     "iteration diverges) or the kernels too large for the dtype")
+    return f_train, f_test
+
+
+def _linearized(K_train, Y, lr, t, K_test_train, discrete):
     lam, V = torch.linalg.eigh(K_train)
     lr_b = lr[..., None] if lr.ndim else lr
     x = lr_b * lam
@@ -659,13 +952,41 @@ class Erf(nn.Module):
         return torch.erf(x)
 
 
+def _net_args(fn: str, sw2, sb2, dtype, **sizes) -> tuple[float, float]:
+    """The sizes (ints >= 1), variances (``sw2 > 0``, ``sb2 >= 0``) and dtype of a finite
+    network in the NTK parametrization; returns the variances as floats."""
+    for name, v in sizes.items():
+        validation.integer(v, name, fn=fn, lo=1)
+    sw2 = validation.real(sw2, "sw2", fn=fn, lo=0, lo_open=True)
+    sb2 = validation.real(sb2, "sb2", fn=fn, lo=0)
+    if dtype not in (torch.float32, torch.float64):
+        raise InputTypeError(f"{fn}: dtype must be torch.float32 or torch.float64, got "
+                             f"{dtype!r}")
+    return sw2, sb2
+
+
+def _net_generator(seed, generator, fn: str) -> torch.Generator:
+    """``seed`` (an int >= 0) or ``generator``; neither: the profile's seed
+    (:func:`dltheory.validation.generator`). Never torch's global generator."""
+    if seed is not None and generator is not None:
+        raise InputError(f"{fn}: pass seed or generator, not both")
+    if seed is not None:
+        return validation.seeded_generator(validation.integer(seed, "seed", fn=fn, lo=0,
+                                                              hi=2**64 - 1))
+    return validation.generator(generator, fn=fn)
+
+
 class NTKLinear(nn.Module):
     """``h = (sigma_w / sqrt(n_in)) W x + sigma_b b`` with ``W, b ~ N(0, 1)`` (NTK
     parametrization): the gradient with respect to ``(W, b)`` carries the factors, so the
-    empirical NTK of a stack of these tends to :func:`nngp_ntk`'s ``Theta``."""
+    empirical NTK of a stack of these tends to :func:`nngp_ntk`'s ``Theta``. Weights from
+    ``generator`` (default: a generator seeded with the profile's seed)."""
 
     def __init__(self, n_in: int, n_out: int, sw2: float, sb2: float, *,
-                 generator: torch.Generator, dtype=torch.float64):
+                 generator: torch.Generator | None = None, dtype=torch.float64):
+        fn = "infinite.NTKLinear"
+        sw2, sb2 = _net_args(fn, sw2, sb2, dtype, n_in=n_in, n_out=n_out)
+        generator = validation.generator(generator, fn=fn)
         super().__init__()
         self.weight = nn.Parameter(torch.randn(n_out, n_in, generator=generator,
                                                dtype=torch.float64).to(dtype))
@@ -678,15 +999,17 @@ class NTKLinear(nn.Module):
 
 
 def ntk_mlp(d_in: int, width: int, depth: int, act: str, sw2: float, sb2: float, *,
-            out: int = 1, seed: int = 0, dtype=torch.float64) -> nn.Sequential:
+            out: int = 1, seed: int | None = None, generator: torch.Generator | None = None,
+            dtype=torch.float64) -> nn.Sequential:
     """A finite fully connected network in the NTK parametrization: ``depth`` linear layers
     (``depth - 1`` hidden layers of ``width`` units, activation ``act``), ``out`` outputs,
-    weights and biases ``N(0, 1)`` drawn from a generator seeded with ``seed``."""
-    _check_act(act)
-    _check_depths(depth)
-    if sw2 <= 0 or sb2 < 0:
-        raise InfiniteWidthError(f"need sw2 > 0 and sb2 >= 0, got {sw2}, {sb2}")
-    gen = torch.Generator().manual_seed(seed)
+    weights and biases ``N(0, 1)`` drawn from ``generator``, or from a generator seeded with
+    ``seed`` (default: the profile's seed; never torch's global generator). Sizes are ints
+    ``>= 1``, ``sw2 > 0``, ``sb2 >= 0``."""
+    fn = "infinite.ntk_mlp"
+    _check_act(act, fn)
+    sw2, sb2 = _net_args(fn, sw2, sb2, dtype, d_in=d_in, width=width, depth=depth, out=out)
+    gen = _net_generator(seed, generator, fn)
     dims = [d_in] + [width] * (depth - 1) + [out]
     layers: list[nn.Module] = []
     for i in range(depth):
@@ -698,10 +1021,14 @@ def ntk_mlp(d_in: int, width: int, depth: int, act: str, sw2: float, sb2: float,
 
 class NTKConv2d(nn.Module):
     """``h = (sigma_w / sqrt(9 c_in)) W * x + sigma_b b``: a 3x3 convolution with circular
-    padding in the NTK parametrization, ``W, b ~ N(0, 1)``."""
+    padding in the NTK parametrization, ``W, b ~ N(0, 1)`` from ``generator`` (default: a
+    generator seeded with the profile's seed)."""
 
     def __init__(self, c_in: int, c_out: int, sw2: float, sb2: float, *,
-                 generator: torch.Generator, dtype=torch.float64):
+                 generator: torch.Generator | None = None, dtype=torch.float64):
+        fn = "infinite.NTKConv2d"
+        sw2, sb2 = _net_args(fn, sw2, sb2, dtype, c_in=c_in, c_out=c_out)
+        generator = validation.generator(generator, fn=fn)
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, 3, 3, generator=generator,
                                                dtype=torch.float64).to(dtype))
@@ -721,19 +1048,22 @@ class _GlobalMean(nn.Module):
 
 
 def ntk_cnn(c_in: int, hw: tuple[int, int], width: int, depth: int, act: str, sw2: float,
-            sb2: float, *, readout: str, out: int = 1, seed: int = 0,
-            dtype=torch.float64) -> nn.Sequential:
+            sb2: float, *, readout: str, out: int = 1, seed: int | None = None,
+            generator: torch.Generator | None = None, dtype=torch.float64) -> nn.Sequential:
     """A finite convolutional network in the NTK parametrization, the finite counterpart of
     :func:`cnn_nngp_ntk`: ``depth - 1`` layers of :class:`NTKConv2d` (``width`` channels) and
     ``act``, then ``"flatten"`` or ``"gap"`` and an :class:`NTKLinear` readout to ``out``
-    outputs. Inputs ``[N, c_in, *hw]``."""
-    _check_act(act)
-    _check_depths(depth)
-    if readout not in READOUTS:
-        raise InfiniteWidthError(f"unknown readout {readout!r}; use one of {READOUTS}")
-    if sw2 <= 0 or sb2 < 0:
-        raise InfiniteWidthError(f"need sw2 > 0 and sb2 >= 0, got {sw2}, {sb2}")
-    gen = torch.Generator().manual_seed(seed)
+    outputs. Inputs ``[N, c_in, *hw]``. Randomness as :func:`ntk_mlp`."""
+    fn = "infinite.ntk_cnn"
+    _check_act(act, fn)
+    if not isinstance(readout, str) or readout not in READOUTS:
+        raise InfiniteWidthError(f"{fn}: unknown readout {readout!r}; use one of {READOUTS}")
+    if not isinstance(hw, tuple | list) or len(hw) != 2:
+        raise InputTypeError(f"{fn}: hw must be a pair (H, W) of ints, got {hw!r}")
+    sw2, sb2 = _net_args(fn, sw2, sb2, dtype, c_in=c_in, width=width, depth=depth, out=out,
+                         hw=hw[0])
+    validation.integer(hw[1], "hw", fn=fn, lo=1)
+    gen = _net_generator(seed, generator, fn)
     layers: list[nn.Module] = []
     c = c_in
     for _ in range(depth - 1):

@@ -62,7 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import InputError
+from . import validation
+from .errors import InputError, InputTypeError
 from .infinite import (  # noqa: F401  (the infinite-width kernels live in `kernels` too)
     ACTIVATIONS as INFINITE_WIDTH_ACTIVATIONS,
 )
@@ -152,7 +153,7 @@ def _plan(net: nn.Module) -> list[_Op]:
     on its own.
     """
     if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        raise InputTypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
     leaves: list = []
     _flatten_sequential(net, "", leaves)
     ops = []
@@ -193,12 +194,23 @@ def _params(net: nn.Module) -> dict[str, torch.Tensor]:
 
 def unflatten(net: nn.Module, vector: torch.Tensor) -> dict[str, torch.Tensor]:
     """The parameter dict of ``net`` (names of ``named_parameters``) from a flat vector
-    ``[P]`` in the order of ``torch.nn.utils.parameters_to_vector(net.parameters())``."""
+    ``[P]`` (finite, floating) in the order of
+    ``torch.nn.utils.parameters_to_vector(net.parameters())``: views of ``vector``. Only
+    the structure of ``net`` is read (a template: its own values may be anything)."""
+    fn = "kernels.unflatten"
+    validation.network(net, "net", fn=fn, finite=False, eval_only=False)
+    vector = validation.tensor(vector, "vector", fn=fn, ndim=1, layout="[P]")
+    return _unflatten(net, vector, "vector", fn)
+
+
+def _unflatten(net: nn.Module, vector: torch.Tensor, name: str = "vector",
+               fn: str | None = None) -> dict[str, torch.Tensor]:
     named = list(net.named_parameters())
     total = sum(p.numel() for _, p in named)
     if vector.ndim != 1 or vector.numel() != total:
-        raise ValueError(f"a parameter vector of {net.__class__.__name__} must have shape "
-                         f"[{total}], got {tuple(vector.shape)}")
+        head = f"{fn}: " if fn else ""
+        raise InputError(f"{head}{name}, a parameter vector of {net.__class__.__name__}, must "
+                         f"have shape [{total}], got {tuple(vector.shape)}")
     out, i = {}, 0
     for name, p in named:
         out[name] = vector[i:i + p.numel()].view_as(p)
@@ -333,7 +345,7 @@ def _signals(ops, P, X, tau=None, dP=None, *, inputs_out: list | None = None
     if out.ndim == 1:
         out = out[:, None]
     if out.ndim != 2:
-        raise ValueError(f"the network must output [B, k] (or [B]), got {tuple(out.shape)}")
+        raise InputError(f"net must output [B, k] (or [B]), got {tuple(out.shape)}")
     R, k = out.shape
     g = torch.eye(k, dtype=out.dtype, device=out.device).expand(R, k, k)
     first = next(j for j, op in enumerate(ops) if op.param)
@@ -370,8 +382,16 @@ def _layer_signal(op: _Op, u: torch.Tensor, g: torch.Tensor) -> _Signal:
 
 
 def signals_gradient(ops, sig: list[_Signal], g: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``sum_i J(x_i)^T g_i`` from the layer signals (``g``: ``[N, k]``): the gradient of a
-    loss with output gradients ``g``, as a dict name -> tensor shaped like the parameter."""
+    """``sum_i J(x_i)^T g_i`` from the layer signals (``g``: ``[N, k]``, finite): the
+    gradient of a loss with output gradients ``g``, as a dict name -> tensor shaped like the
+    parameter. ``ops`` and ``sig``: the plan and signals of :func:`_signals` (what
+    :func:`dltheory.dynamics.train` keeps)."""
+    fn = "kernels.signals_gradient"
+    if not sig:
+        raise InputError(f"{fn}: sig must hold the signals of at least one layer")
+    a = sig[-1]
+    N, k = (a.delta if a.kind == "outer" else a.grad).shape[:2]
+    validation.tensor(g, "g", fn=fn, shape=(N, k), layout=f"[N, k] = [{N}, {k}]")
     out = {}
     for op, a in zip([op for op in ops if op.param], sig, strict=True):
         W = op.module.weight
@@ -493,43 +513,80 @@ def _outer_term(delta: torch.Tensor, z: torch.Tensor, b: _Signal) -> torch.Tenso
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_X(X, name: str, dtype=None, device=None) -> torch.Tensor:
-    if not isinstance(X, torch.Tensor):
-        raise TypeError(f"{name} must be a torch tensor, got {type(X).__name__}")
-    if X.ndim < 2:
-        raise ValueError(f"{name} must have a batch axis: [N, ...], got shape {tuple(X.shape)}")
-    if not X.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {X.dtype}")
-    if not torch.isfinite(X).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    if dtype is not None and X.dtype != dtype:
-        raise TypeError(f"{name} has dtype {X.dtype} but the network's parameters are {dtype}")
-    return X
-
-
-def _net_dtype(net: nn.Module):
+def _net(net, fn: str):
+    """``net`` checked (a module, finite parameters and buffers, no batch norm or dropout in
+    training mode); returns the dtype and device of its parameters."""
+    validation.network(net, "net", fn=fn)
     p = next(net.parameters(), None)
     if p is None:
-        raise ValueError(f"{type(net).__name__} has no parameters: its tangent kernel is 0")
+        raise InputError(f"{fn}: net ({type(net).__name__}) has no parameters: its tangent "
+                         "kernel is 0")
     return p.dtype, p.device
 
 
-def _check_chunk(chunk) -> int:
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-    return chunk
+def _inputs(X, name: str, fn: str, dtype, device) -> torch.Tensor:
+    return validation.tensor(X, name, fn=fn, min_ndim=2, dtype=dtype, device=device,
+                             layout="[N, ...]")
+
+
+def _probe(net: nn.Module, P: dict, X: torch.Tensor, name: str, fn: str) -> None:
+    """Run the first example of ``X`` through ``net`` at ``P``: a library error when ``X``
+    does not fit the network (input width, image shape) or the output is not ``[B, k]``
+    (or ``[B]``), instead of torch's error from deep inside the kernel."""
+    try:
+        with torch.no_grad():
+            out = torch.func.functional_call(net, P, (validation.private_copy(X[:1]),))
+    except RuntimeError as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{fn}: {name} of shape {tuple(X.shape)} does not fit net "
+                         f"({why}); pass inputs shaped as the network expects") from None
+    if not isinstance(out, torch.Tensor) or out.ndim not in (1, 2):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"{fn}: net must output [B, k] (or [B]), got {shape}")
+
+
+def _given_params(net: nn.Module, params, fn: str, dtype, device) -> dict[str, torch.Tensor]:
+    """``params`` (a flat vector ``[P]`` or a dict name -> tensor, finite) as the full
+    parameter dict of ``net``: entries not given keep the net's own values."""
+    if isinstance(params, torch.Tensor):
+        params = validation.tensor(params, "params", fn=fn, ndim=1, dtype=dtype,
+                                   device=device, layout="[P]")
+        return _unflatten(net, params, "params", fn)
+    if not isinstance(params, dict):
+        raise InputTypeError(f"{fn}: params must be a flat tensor [P] or a dict name -> "
+                             f"tensor, got {type(params).__name__}")
+    P = _params(net)
+    for name, v in params.items():
+        if name not in P:
+            raise InputError(f"{fn}: params has {name!r}, which is not a parameter of net "
+                             f"(its parameters: {sorted(P)})")
+        P[name] = validation.tensor(v, f"params[{name!r}]", fn=fn, shape=tuple(P[name].shape),
+                                    dtype=dtype, device=device, nonempty=False)
+    return P
+
+
+def _flat(K: torch.Tensor, name: str, fn: str) -> torch.Tensor:
+    """A checked kernel ``[N1, N2, k, k]`` or ``[N1*k, N2*k]`` as the flat matrix."""
+    if K.ndim == 2:
+        return K
+    if K.shape[2] != K.shape[3]:
+        raise InputError(f"{fn}: {name} must have shape [N1, N2, k, k], got "
+                         f"{tuple(K.shape)}")
+    N1, N2, k, _ = K.shape
+    return K.permute(0, 2, 1, 3).reshape(N1 * k, N2 * k)
 
 
 def flatten_kernel(K: torch.Tensor) -> torch.Tensor:
     """``[N1, N2, k, k]`` -> ``[N1*k, N2*k]`` with rows and columns ordered ``(example,
     output)``."""
-    if K.ndim != 4 or K.shape[2] != K.shape[3]:
-        raise ValueError(f"a kernel must have shape [N1, N2, k, k], got {tuple(K.shape)}")
-    N1, N2, k, _ = K.shape
-    return K.permute(0, 2, 1, 3).reshape(N1 * k, N2 * k)
+    fn = "kernels.flatten_kernel"
+    K = validation.tensor(K, "K", fn=fn, ndim=4, layout="[N1, N2, k, k]")
+    return _flat(K, "K", fn)
 
 
 # ----------------------------------------------------------------------------- NTK
+
+_METHODS = ("auto", "structured", "generic")
 
 
 def ntk(net: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None = None, *,
@@ -539,13 +596,16 @@ def ntk(net: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None = None, *,
 
     Args:
         net: the network, ``[B, ...] -> [B, k]`` (or ``[B]``, read as ``k = 1``); it acts on
-            each example on its own (batch norm in eval mode for ``"generic"``).
-        X1: ``[N1, ...]``; X2: ``[N2, ...]`` (default ``X1``).
+            each example on its own (batch norm and dropout in eval mode, for
+            ``"generic"``); finite parameters.
+        X1: ``[N1, ...]``; X2: ``[N2, ...]`` (default ``X1``): finite, in the network's
+            dtype and device, shaped as the network expects. They are not modified (the
+            network gets copies).
         method: ``"structured"`` (layer-wise outer products; ``nn.Sequential`` of Linear /
             Conv1d / Conv2d and parameter-free per-example modules), ``"generic"``
             (``torch.func.jacrev`` + ``vmap``, any module) or ``"auto"`` (structured when
             the network allows it).
-        chunk: examples per block (bounds the memory: the structured path keeps
+        chunk: examples per block (``>= 1``; bounds the memory: the structured path keeps
             ``chunk x k`` signals of ``X1`` at a time, the generic one ``chunk x k x P``
             Jacobian entries).
         flat: return ``[N1*k, N2*k]`` instead of ``[N1, N2, k, k]``.
@@ -553,40 +613,49 @@ def ntk(net: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None = None, *,
             ``net.named_parameters()``, or a flat vector) instead of the net's own.
 
     Returns:
-        ``[N1, N2, k, k]``: ``K[i, j, a, b] = <df_a(x1_i)/dw, df_b(x2_j)/dw>``.
+        ``[N1, N2, k, k]``: ``K[i, j, a, b] = <df_a(x1_i)/dw, df_b(x2_j)/dw>``. Raises when
+        the forward pass overflows (the kernel would not be finite).
     """
-    dtype, device = _net_dtype(net)
-    X1 = _check_X(X1, "X1", dtype)
+    fn = "kernels.ntk"
+    dtype, device = _net(net, fn)
+    X1 = _inputs(X1, "X1", fn, dtype, device)
     same = X2 is None
-    X2 = X1 if X2 is None else _check_X(X2, "X2", dtype)
+    X2 = X1 if same else _inputs(X2, "X2", fn, dtype, device)
     if X1.shape[1:] != X2.shape[1:]:
-        raise ValueError(f"X1 {tuple(X1.shape)} and X2 {tuple(X2.shape)} must have the same "
-                         "shape after the batch axis")
-    chunk = _check_chunk(chunk)
-    P = _params(net) if params is None else (
-        unflatten(net, params) if isinstance(params, torch.Tensor) else dict(params))
-    if method not in ("auto", "structured", "generic"):
-        raise ValueError(f"method must be 'auto', 'structured' or 'generic', got {method!r}")
+        raise InputError(f"{fn}: X1 {tuple(X1.shape)} and X2 {tuple(X2.shape)} must have the "
+                         "same shape after the batch axis")
+    chunk = validation.integer(chunk, "chunk", fn=fn, lo=1)
+    flat = validation.boolean(flat, "flat", fn=fn)
+    method = validation.choice(method, "method", _METHODS, fn=fn)
+    P = _params(net) if params is None else _given_params(net, params, fn, dtype, device)
+    _probe(net, P, X1, "X1", fn)
+    X1 = validation.private_copy(X1)
+    X2 = X1 if same else validation.private_copy(X2)
+    K = _ntk(net, P, X1, X2, same, method, chunk)
+    validation.finite_output(K, "the kernel", fn=fn, cause="the forward pass overflows: X1, "
+                             "X2 or the weights of net are too large for the dtype")
+    return _flat(K, "K", fn) if flat else K
+
+
+def _ntk(net, P, X1, X2, same: bool, method: str, chunk: int) -> torch.Tensor:
     if method == "auto":
         try:
             _plan(net)
             method = "structured"
         except NotStructuredError:
             method = "generic"
-    if method == "structured":
-        ops = _plan(net)
-        with torch.no_grad():
-            _, s2 = _signals(ops, P, X2)
-            if same and len(X1) <= chunk:
-                blocks = [_contract(s2, s2, static_last=ops[-1].param)]
-            else:
-                blocks = [_contract(_signals(ops, P, X1[i:i + chunk])[1], s2,
-                                    static_last=ops[-1].param)
-                          for i in range(0, len(X1), chunk)]
-        K = torch.cat(blocks, dim=0)
-    else:
-        K = _ntk_generic(net, P, X1, X2, chunk)
-    return flatten_kernel(K) if flat else K
+    if method == "generic":
+        return _ntk_generic(net, P, X1, X2, chunk)
+    ops = _plan(net)
+    with torch.no_grad():
+        _, s2 = _signals(ops, P, X2)
+        if same and len(X1) <= chunk:
+            blocks = [_contract(s2, s2, static_last=ops[-1].param)]
+        else:
+            blocks = [_contract(_signals(ops, P, X1[i:i + chunk])[1], s2,
+                                static_last=ops[-1].param)
+                      for i in range(0, len(X1), chunk)]
+    return torch.cat(blocks, dim=0)
 
 
 def _ntk_generic(net, P, X1, X2, chunk):
@@ -612,27 +681,53 @@ def _ntk_generic(net, P, X1, X2, chunk):
 # ----------------------------------------------------------------------------- kernel machines
 
 
+def _kernel_problem(K_test_train, K_train, targets, fn: str):
+    """The kernels and targets of a kernel machine, checked: ``(B [M*k, N*k], A [N*k, N*k],
+    targets [N, k])`` in one dtype (the promotion of theirs)."""
+    layout = "[N1, N2, k, k] or flat [N1*k, N2*k]"
+    K_test_train = validation.tensor(K_test_train, "K_test_train", fn=fn, ndim=(2, 4),
+                                     layout=layout)
+    K_train = validation.tensor(K_train, "K_train", fn=fn, ndim=(2, 4), layout=layout)
+    targets = validation.tensor(targets, "targets", fn=fn, ndim=(1, 2), layout="[N, k] or [N]")
+    T = targets[:, None] if targets.ndim == 1 else targets
+    N, k = T.shape
+    A, B = _flat(K_train, "K_train", fn), _flat(K_test_train, "K_test_train", fn)
+    if A.shape != (N * k, N * k) or B.shape[1] != N * k or B.shape[0] % k:
+        raise InputError(f"{fn}: the kernel shapes K_test_train {tuple(K_test_train.shape)} "
+                         f"and K_train {tuple(K_train.shape)} do not match targets "
+                         f"{tuple(targets.shape)} (N = {N} points, k = {k} outputs)")
+    if len({A.device, B.device, T.device}) > 1:
+        raise InputError(f"{fn}: K_test_train, K_train and targets must be on one device, got "
+                         f"{B.device}, {A.device}, {T.device}")
+    dtype = torch.promote_types(torch.promote_types(A.dtype, B.dtype), T.dtype)
+    return B.to(dtype), A.to(dtype), T.to(dtype)
+
+
 def kernel_regression(K_test_train: torch.Tensor, K_train: torch.Tensor,
                       targets: torch.Tensor, *, ridge: float = 0.0) -> torch.Tensor:
     """Kernel regression ``K(x, X) (K(X, X) + ridge I)^{-1} targets``.
 
     ``K_test_train``: ``[M, N, k, k]`` or flat ``[M*k, N*k]``; ``K_train``: ``[N, N, k, k]``
-    or ``[N*k, N*k]``; ``targets``: ``[N, k]``. Returns ``[M, k]``. This is the limit of
-    gradient descent on the squared loss when the kernel stays frozen (the lazy regime).
+    or ``[N*k, N*k]``; ``targets``: ``[N, k]`` (or ``[N]``), all finite and floating (the
+    computation runs in their promoted dtype); ``ridge >= 0``. Returns ``[M, k]``. This is
+    the limit of gradient descent on the squared loss when the kernel stays frozen (the lazy
+    regime). A singular ``K_train + ridge I`` raises (pass ``ridge > 0``).
     """
-    if targets.ndim == 1:
-        targets = targets[:, None]
-    N, k = targets.shape
-    A = flatten_kernel(K_train) if K_train.ndim == 4 else K_train
-    B = flatten_kernel(K_test_train) if K_test_train.ndim == 4 else K_test_train
-    if A.shape != (N * k, N * k) or B.shape[1] != N * k or B.shape[0] % k:
-        raise ValueError(f"kernel shapes {tuple(K_test_train.shape)} and "
-                         f"{tuple(K_train.shape)} do not match targets {tuple(targets.shape)}")
-    if ridge < 0 or not math.isfinite(ridge):
-        raise ValueError(f"ridge must be finite and >= 0, got {ridge}")
+    fn = "kernels.kernel_regression"
+    B, A, T = _kernel_problem(K_test_train, K_train, targets, fn)
+    ridge = validation.real(ridge, "ridge", fn=fn, lo=0)
+    N, k = T.shape
     A = A + ridge * torch.eye(N * k, dtype=A.dtype, device=A.device)
-    coef = torch.linalg.solve(A, targets.reshape(N * k))
-    return (B @ coef).reshape(-1, k)
+    try:
+        coef = torch.linalg.solve(A, T.reshape(N * k))
+    except torch.linalg.LinAlgError:
+        raise InputError(f"{fn}: K_train + ridge I is singular (ridge = {ridge:g}); pass "
+                         "ridge > 0") from None
+    out = (B @ coef).reshape(-1, k)
+    validation.finite_output(out, "the prediction", fn=fn, cause="K_train + ridge I is too "
+                             "close to singular (pass a larger ridge) or the kernels or "
+                             "targets are too large for the dtype")
+    return out
 
 
 def kernel_gd(K_train: torch.Tensor, K_test_train: torch.Tensor, targets: torch.Tensor, *,
@@ -645,30 +740,42 @@ def kernel_gd(K_train: torch.Tensor, K_test_train: torch.Tensor, targets: torch.
     "mean"``, loss ``(1/N) sum_i |f(x_i) - y_i|^2 / 2``; ``"sum"`` drops the ``1/N``): the
     training of a network whose tangent kernel never changes (the lazy regime). ``K_train``
     ``[N, N, k, k]`` (or flat ``[N*k, N*k]``), ``K_test_train`` ``[M, N, k, k]`` (or flat),
-    ``targets`` ``[N, k]``, ``f0_*`` the initial outputs (zeros by default). Returns the
-    test outputs ``[M, k]`` after ``steps`` steps; as ``steps -> inf`` (stable ``lr``) they
-    tend to :func:`kernel_regression` of ``targets - f0_train`` plus ``f0_test``.
+    ``targets`` ``[N, k]``, ``f0_*`` the initial outputs (``N*k`` and ``M*k`` entries; zeros
+    by default), ``lr > 0``, ``steps >= 0``. Returns the test outputs ``[M, k]`` after
+    ``steps`` steps; as ``steps -> inf`` (stable ``lr``) they tend to
+    :func:`kernel_regression` of ``targets - f0_train`` plus ``f0_test``. Raises when the
+    iteration diverges to inf (``lr`` too large).
     """
-    if targets.ndim == 1:
-        targets = targets[:, None]
+    fn = "kernels.kernel_gd"
+    B, A, targets = _kernel_problem(K_test_train, K_train, targets, fn)
+    lr = validation.real(lr, "lr", fn=fn, lo=0, lo_open=True)
+    steps = validation.integer(steps, "steps", fn=fn, lo=0)
+    reduction = validation.choice(reduction, "reduction", ("mean", "sum"), fn=fn)
     N, k = targets.shape
-    A = flatten_kernel(K_train) if K_train.ndim == 4 else K_train
-    B = flatten_kernel(K_test_train) if K_test_train.ndim == 4 else K_test_train
-    if A.shape != (N * k, N * k) or B.ndim != 2 or B.shape[1] != N * k or B.shape[0] % k:
-        raise ValueError(f"kernel shapes {tuple(K_test_train.shape)} and "
-                         f"{tuple(K_train.shape)} do not match targets {tuple(targets.shape)}")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     M = B.shape[0] // k
-    fX = torch.zeros_like(targets) if f0_train is None else f0_train.reshape(N, k).clone()
+    fX = torch.zeros_like(targets) if f0_train is None else \
+        _initial(f0_train, "f0_train", N, k, targets, fn)
     fZ = torch.zeros((M, k), dtype=targets.dtype, device=targets.device) if f0_test is None \
-        else f0_test.reshape(M, k).clone()
+        else _initial(f0_test, "f0_test", M, k, targets, fn)
     scale = lr / N if reduction == "mean" else lr
     for _ in range(steps):
         r = (fX - targets).reshape(-1)
         fX = fX - scale * (A @ r).reshape(N, k)
         fZ = fZ - scale * (B @ r).reshape(M, k)
+    validation.finite_output(fZ, "the test outputs", fn=fn, cause="lr is too large: gradient "
+                             "descent diverges (lr must stay below 2 / the largest "
+                             "eigenvalue of K_train, times N for reduction='mean')")
     return fZ
+
+
+def _initial(f0, name: str, n: int, k: int, like: torch.Tensor, fn: str) -> torch.Tensor:
+    """Initial outputs ``f0`` (``n*k`` entries) as a fresh ``[n, k]`` tensor of ``like``'s
+    dtype."""
+    f0 = validation.tensor(f0, name, fn=fn, min_ndim=1, layout=f"[{n}, {k}]")
+    if f0.numel() != n * k:
+        raise InputError(f"{fn}: {name} must have {n} x {k} = {n * k} entries ([{n}, {k}]), "
+                         f"got shape {tuple(f0.shape)}")
+    return f0.reshape(n, k).to(dtype=like.dtype, device=like.device).clone()
 
 
 # ----------------------------------------------------------------------------- path kernel
@@ -719,6 +826,10 @@ class PathKernel:
 
 
 _QUADRATURES = ("auto", "exact", "gauss", "left")
+
+#: The most Gauss-Legendre nodes per piece :func:`path_kernel` accepts (float64 quadrature
+#: is exact to rounding long before).
+MAX_NODES = 256
 
 
 def _kind_of_activations(ops) -> str:
@@ -780,51 +891,18 @@ def path_kernel(net: nn.Module, traj, X: torch.Tensor, *, quadrature: str = "aut
     Returns:
         :class:`PathKernel`.
     """
-    from .dynamics import NetTrajectory
-
-    if not isinstance(traj, NetTrajectory):
-        raise TypeError(f"traj must be a dynamics.NetTrajectory, got {type(traj).__name__}")
-    dtype, device = _net_dtype(net)
+    fn = "kernels.path_kernel"
+    dtype, device = _net(net, fn)
     ops = _plan(net)
-    X = _check_X(X, "X", dtype)
-    if X.shape[1:] != traj.X.shape[1:]:
-        raise ValueError(f"test points X {tuple(X.shape)} must be shaped like the training "
-                         f"inputs {tuple(traj.X.shape)} after the batch axis")
-    n_params = sum(p.numel() for p in net.parameters())
-    if traj.params.shape[1] != n_params:
-        raise ValueError(f"the trajectory has {traj.params.shape[1]} parameters but the "
-                         f"network has {n_params}: it was recorded on another network")
-    if quadrature not in _QUADRATURES:
-        raise ValueError(f"quadrature must be one of {_QUADRATURES}, got {quadrature!r}")
+    X = _trajectory_inputs(net, traj, X, fn, dtype, device)
+    quadrature = validation.choice(quadrature, "quadrature", _QUADRATURES, fn=fn)
+    strict = validation.boolean(strict, "strict", fn=fn)
+    progress = validation.boolean(progress, "progress", fn=fn)
+    chunk = validation.integer(chunk, "chunk", fn=fn, lo=1)
     kind = _kind_of_activations(ops)
     L = sum(op.param for op in ops)
-    if quadrature == "auto":
-        if kind == "other":
-            raise NotPiecewiseLinearError(
-                "quadrature='auto' needs an MLP with ReLU/leaky ReLU/abs activations (exact "
-                "split) or only smooth activations (Gauss-Legendre); pass quadrature='gauss' "
-                "with enough nodes if the activations are smooth")
-        quadrature = "exact" if kind == "pl" else "gauss"
-    if quadrature == "exact" and kind != "pl":
-        names = sorted({type(op.module).__name__ for op in ops if not op.param})
-        raise NotPiecewiseLinearError(
-            f"the exact split needs Linear layers alternating with ReLU, LeakyReLU or Abs "
-            f"(the Jacobian is then polynomial in tau between activation flips); this "
-            f"network has {names}. For smooth activations use quadrature='gauss' with "
-            "enough nodes")
+    quadrature, nodes = _quadrature(quadrature, nodes, kind, ops, L, strict, fn)
     need = math.ceil(L / 2)
-    if nodes is None:   # L - 2 nodes (+ the endpoints) also pin every pre-activation's fit
-        nodes = max(need, L - 2) if quadrature == "exact" else (6 if quadrature == "gauss"
-                                                                   else 1)
-    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
-        raise ValueError(f"nodes must be a positive int, got {nodes!r}")
-    if quadrature == "exact" and nodes < need and strict:
-        raise ValueError(f"the exact split of an MLP with {L} Linear layers needs >= {need} "
-                         f"Gauss-Legendre nodes per piece, got {nodes}")
-    if quadrature == "left":
-        nodes = 1
-    chunk = _check_chunk(chunk)
-
     lr, S = traj.lr, traj.params.shape[0] - 1
     M = len(X)
     k = traj.out_grads.shape[2]
@@ -839,17 +917,17 @@ def path_kernel(net: nn.Module, traj, X: torch.Tensor, *, quadrature: str = "aut
     C = torch.zeros((M, len(Xtr), k), dtype=dtype, device=device)
     pieces = 0
     with torch.no_grad():
-        P0 = unflatten(net, traj.params[0])
+        P0 = _unflatten(net, traj.params[0])
         if quadrature == "exact":     # the forwards at w_s, w_{s+1} are shared by the steps
             prev = [_forward(ops, P0, X[i:i + chunk]) for i in range(0, M, chunk)]
             f0 = _as2d(torch.cat([rec[0] for rec in prev]))
         else:
             prev, f0 = None, _as2d(_forward(ops, P0, X)[0])
         for s in tqdm(range(S), desc="path kernel", disable=not progress, leave=False):
-            Ps = unflatten(net, traj.params[s])
-            P1 = unflatten(net, traj.params[s + 1])
+            Ps = _unflatten(net, traj.params[s])
+            P1 = _unflatten(net, traj.params[s + 1])
             dP = _StepDiff(Ps, P1) if closed is not None else \
-                unflatten(net, traj.params[s + 1] - traj.params[s])
+                _unflatten(net, traj.params[s + 1] - traj.params[s])
             train = traj.signals[s] if traj.signals is not None else \
                 _signals(ops, Ps, Xtr)[1]
             g = traj.out_grads[s]                                        # [N, k]
@@ -878,9 +956,65 @@ def path_kernel(net: nn.Module, traj, X: torch.Tensor, *, quadrature: str = "aut
             K.add_(Ks, alpha=lr)
             C.sub_(torch.einsum("mnab,nb->mna", Ks, g), alpha=lr)
         fS = _as2d(torch.cat([rec[0] for rec in prev])) if quadrature == "exact" else \
-            _as2d(_forward(ops, unflatten(net, traj.params[-1]), X)[0])
+            _as2d(_forward(ops, _unflatten(net, traj.params[-1]), X)[0])
+    for what, t in (("the path kernel K", K), ("the contributions C", C), ("f0", f0),
+                    ("fS", fS)):
+        validation.finite_output(t, what, fn=fn, cause="the forward pass overflows: X or "
+                                 "the recorded parameters are too large for the dtype")
     return PathKernel(K=K, C=C, f0=f0, fS=fS, quadrature=quadrature, nodes=nodes,
                       pieces=pieces)
+
+
+def _trajectory_inputs(net, traj, X, fn: str, dtype, device) -> torch.Tensor:
+    """``traj`` (a :class:`dltheory.dynamics.NetTrajectory` recorded on ``net``) and the
+    test points ``X`` checked; returns a private copy of ``X``."""
+    from .dynamics import NetTrajectory
+
+    if not isinstance(traj, NetTrajectory):
+        raise InputTypeError(f"{fn}: traj must be a dynamics.NetTrajectory (from "
+                             f"dynamics.train), got {type(traj).__name__}")
+    like = dict(fn=fn, dtype=dtype, device=device)
+    validation.tensor(traj.params, "traj.params", ndim=2, layout="[S+1, P]", **like)
+    validation.tensor(traj.out_grads, "traj.out_grads", ndim=3, layout="[S, N, k]", **like)
+    validation.tensor(traj.X, "traj.X", min_ndim=2, **like)
+    n_params = sum(p.numel() for p in net.parameters())
+    if traj.params.shape[1] != n_params:
+        raise InputError(f"{fn}: the trajectory has {traj.params.shape[1]} parameters but "
+                         f"net has {n_params}: traj was recorded on another network")
+    X = _inputs(X, "X", fn, dtype, device)
+    if X.shape[1:] != traj.X.shape[1:]:
+        raise InputError(f"{fn}: test points X {tuple(X.shape)} must be shaped like the "
+                         f"training inputs {tuple(traj.X.shape)} after the batch axis")
+    _probe(net, _unflatten(net, traj.params[0]), X, "X", fn)
+    return validation.private_copy(X)
+
+
+def _quadrature(quadrature: str, nodes, kind: str, ops, L: int, strict: bool,
+                fn: str) -> tuple[str, int]:
+    """The rule (``"auto"`` resolved from the activations) and its number of nodes."""
+    if quadrature == "auto":
+        if kind == "other":
+            raise NotPiecewiseLinearError(
+                f"{fn}: quadrature='auto' needs an MLP with ReLU/leaky ReLU/abs activations "
+                "(exact split) or only smooth activations (Gauss-Legendre); pass "
+                "quadrature='gauss' with enough nodes if the activations are smooth")
+        quadrature = "exact" if kind == "pl" else "gauss"
+    if quadrature == "exact" and kind != "pl":
+        names = sorted({type(op.module).__name__ for op in ops if not op.param})
+        raise NotPiecewiseLinearError(
+            f"{fn}: the exact split needs Linear layers alternating with ReLU, LeakyReLU or "
+            f"Abs (the Jacobian is then polynomial in tau between activation flips); this "
+            f"network has {names}. For smooth activations use quadrature='gauss' with "
+            "enough nodes")
+    need = math.ceil(L / 2)
+    if nodes is None:   # L - 2 nodes (+ the endpoints) also pin every pre-activation's fit
+        nodes = max(need, L - 2) if quadrature == "exact" else (6 if quadrature == "gauss"
+                                                                   else 1)
+    nodes = validation.integer(nodes, "nodes", fn=fn, lo=1, hi=MAX_NODES)
+    if quadrature == "exact" and nodes < need and strict:
+        raise InputError(f"{fn}: the exact split of an MLP with {L} Linear layers needs >= "
+                         f"{need} Gauss-Legendre nodes per piece, got nodes={nodes}")
+    return quadrature, 1 if quadrature == "left" else nodes
 
 
 def _as2d(out: torch.Tensor) -> torch.Tensor:
@@ -1427,15 +1561,28 @@ def lazy_prediction(net: nn.Module, traj, X: torch.Tensor, *,
                     K0: torch.Tensor | None = None) -> torch.Tensor:
     """The frozen-initial-NTK approximation of the trained network at ``X`` ``[M, ...]``:
     ``f_{w_0}(x) - lr sum_s Theta_0(x, X_train) g_s`` with the recorded output gradients
-    ``g_s`` of the real run. ``K0``: ``Theta_0(X, X_train)`` ``[M, N, k, k]`` if already
-    computed. Returns ``[M, k]``."""
-    P0 = unflatten(net, traj.params[0])
+    ``g_s`` of the real run (``traj``, a :class:`dltheory.dynamics.NetTrajectory` recorded
+    on ``net``). ``K0``: ``Theta_0(X, X_train)`` ``[M, N, k, k]`` if already computed.
+    Returns ``[M, k]``."""
+    fn = "kernels.lazy_prediction"
+    dtype, device = _net(net, fn)
+    X = _trajectory_inputs(net, traj, X, fn, dtype, device)
+    P0 = _unflatten(net, traj.params[0])
+    N, k = traj.out_grads.shape[1:]
     if K0 is None:
-        K0 = ntk(net, X, traj.X, params=P0)
+        K0 = _ntk(net, P0, X, validation.private_copy(traj.X), False, "auto", 256)
+        validation.finite_output(K0, "the kernel", fn=fn, cause="the forward pass "
+                                 "overflows: X is too large for the dtype")
+    else:
+        K0 = validation.tensor(K0, "K0", fn=fn, shape=(len(X), N, k, k), dtype=dtype,
+                               device=device, layout="[M, N, k, k]")
     with torch.no_grad():
         f0 = _as2d(torch.func.functional_call(net, P0, (X,)))
     G = traj.out_grads.sum(0)                                              # [N, k]
-    return f0 - traj.lr * torch.einsum("mnab,nb->ma", K0, G)
+    out = f0 - traj.lr * torch.einsum("mnab,nb->ma", K0, G)
+    validation.finite_output(out, "the lazy prediction", fn=fn, cause="X or K0 is too large "
+                             "for the dtype")
+    return out
 
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
