@@ -539,9 +539,9 @@ def test_bad_inputs_raise_clear_errors():
         landscape.layer_quadratic(net, 0, X, _randn(5, 3))
     with pytest.raises(TypeError, match="one-hot"):
         landscape.layer_quadratic(net, 0, X, torch.zeros(5, dtype=torch.long))
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="Y contains NaN or inf"):
         landscape.layer_quadratic(net, 0, X, Y * math.nan)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="X contains NaN or inf"):
         landscape.layer_quadratic(net, 0, X * math.inf, Y)
     with pytest.raises(TypeError, match="dtype"):
         landscape.layer_quadratic(net, 0, X.float(), Y)

@@ -40,7 +40,7 @@ def test_maxout_takes_max_over_consecutive_channel_groups():
 def test_maxout_errors_name_the_shape():
     with pytest.raises(ValueError, match=r"multiple of 4.*\(2, 6\)"):
         Maxout(4)(_x((2, 6)))
-    with pytest.raises(ValueError, match="k must be an int >= 1"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
         Maxout(0)
 
 

@@ -9,16 +9,34 @@ gradient written out, so that the two can be compared.
 on a network (a per-example loss summed or averaged over examples) and returns a
 :class:`NetTrajectory`: the flat parameters ``w_0..w_S`` and the output gradients
 ``dL/df(x_i)`` of every step, which is what :func:`dltheory.kernels.path_kernel` needs.
+
+Arguments are checked with :mod:`dltheory.validation`: a step size ``lr`` must be a finite
+real ``> 0``, a step count an integer ``>= 0``, data finite real tensors. A run whose
+iterates or loss overflow raises :class:`DivergenceError` (a ``FloatingPointError`` and an
+:class:`~dltheory.errors.InputError`, naming ``lr``): no function returns a non-finite
+trajectory.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+
+from . import validation
+from .errors import InputError, InputTypeError
+
+__all__ = [
+    "LOSSES", "DivergenceError", "NetTrajectory", "Trajectory", "gd", "least_squares_gd",
+    "least_squares_error_log_norms", "least_squares_gd_final", "train",
+]
+
+
+class DivergenceError(InputError, FloatingPointError):
+    """Gradient descent overflowed (the loss or the iterates are not finite): the step
+    size ``lr`` is too large for the problem. Also a ``FloatingPointError``."""
 
 
 @dataclass(frozen=True)
@@ -33,73 +51,121 @@ class Trajectory:
         return self.w[-1]
 
 
-def _check_run(w0: torch.Tensor, lr: float, steps: int) -> None:
-    if not isinstance(w0, torch.Tensor) or w0.ndim != 1:
-        raise ValueError(f"w0 must be a 1-D tensor, got {getattr(w0, 'shape', type(w0))}")
-    if not w0.is_floating_point():
-        raise TypeError(f"w0 must be a floating-point tensor, got {w0.dtype}")
-    if isinstance(lr, bool) or not (isinstance(lr, int | float) and 0 < lr < math.inf):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    if not torch.isfinite(w0).all():
-        raise ValueError("w0 contains NaN or inf")
+def _rate(lr, fn: str) -> float:
+    """The step size: a finite real ``> 0``."""
+    return validation.real(lr, "lr", fn=fn, lo=0, lo_open=True)
 
 
-def _diverged(value: torch.Tensor, step: int, lr: float) -> FloatingPointError:
-    return FloatingPointError(
-        f"gradient descent diverged: the loss is not finite ({float(value.detach())}) at step "
-        f"{step} with lr={lr}; a smaller step size may converge")
+def _count(steps, fn: str) -> int:
+    """The number of steps: an integer ``>= 0``."""
+    return validation.integer(steps, "steps", fn=fn, lo=0)
+
+
+def _record(shape: tuple, like: torch.Tensor, fn: str) -> torch.Tensor:
+    """An empty record ``[steps + 1, ...]`` in ``like``'s dtype and device; a record too
+    large for the memory is refused naming ``steps``."""
+    try:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    except (RuntimeError, MemoryError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{fn}: steps = {shape[0] - 1} needs a record of shape {shape} that "
+                         f"cannot be allocated ({why}); record fewer steps") from err
+
+
+def _diverged(value: torch.Tensor, step: int, lr: float, fn: str) -> DivergenceError:
+    return DivergenceError(
+        f"{fn}: gradient descent diverged: the loss is not finite ({float(value.detach())}) "
+        f"at step {step} with lr={lr}; a smaller step size may converge")
+
+
+def _check_finite_run(values: torch.Tensor, lr: float, fn: str) -> None:
+    """Raise :class:`DivergenceError` when ``values [steps + 1, ...]`` (iterates or losses,
+    one row per step) are not all finite, naming the first step that overflowed."""
+    bad = ~torch.isfinite(values.reshape(len(values), -1)).all(1)
+    if bool(bad.any()):
+        step = int(bad.nonzero()[0])
+        raise DivergenceError(
+            f"{fn}: gradient descent diverged: the iterates overflow at step {step} with "
+            f"lr={lr}; a smaller step size may converge")
 
 
 def gd(loss: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *, lr: float,
        steps: int, progress: bool = True) -> Trajectory:
     """Gradient descent ``w <- w - lr * grad loss(w)`` from ``w0`` (shape ``[d]``).
 
-    Returns every iterate; stops with a clear error if the loss becomes non-finite.
+    ``loss``: ``w [d] -> 0-d`` real tensor, differentiable by :func:`torch.func.grad`.
+    Returns every iterate; stops with :class:`DivergenceError` if the loss becomes
+    non-finite. ``w0`` is not modified (the loss is handed copies).
     """
-    _check_run(w0, lr, steps)
-    grad = torch.func.grad_and_value(loss)
-    ws = torch.empty((steps + 1, w0.numel()), dtype=w0.dtype, device=w0.device)
-    losses = torch.empty(steps + 1, dtype=w0.dtype, device=w0.device)
+    fn = "dynamics.gd"
+    if not callable(loss):
+        raise InputTypeError(f"{fn}: loss must be a callable w [d] -> 0-d tensor, got "
+                             f"{type(loss).__name__}")
+    w0 = validation.tensor(w0, "w0", fn=fn, ndim=1, layout="[d]")
+    lr, steps = _rate(lr, fn), _count(steps, fn)
+    progress = validation.boolean(progress, "progress", fn=fn)
+    grad = torch.func.grad_and_value(_scalar_loss(loss, fn))
+    ws = _record((steps + 1, w0.numel()), w0, fn)
+    losses = _record((steps + 1,), w0, fn)
     w = w0.detach().clone()
     for k in tqdm(range(steps + 1), desc="gradient descent", disable=not progress,
                   leave=False):
         g, value = grad(w)
         if not torch.isfinite(value):
-            raise _diverged(value, k, lr)
+            raise _diverged(value, k, lr, fn)
         ws[k], losses[k] = w, value
         if k < steps:
             w = w - lr * g
     return Trajectory(ws, losses)
 
 
+def _scalar_loss(loss: Callable, fn: str) -> Callable:
+    """``loss``, refusing (naming ``loss``) a value that is not a 0-d real tensor."""
+    def checked(w):
+        value = loss(w)
+        if not isinstance(value, torch.Tensor) or value.ndim != 0 \
+                or not value.is_floating_point():
+            what = (f"shape {tuple(value.shape)}, dtype {value.dtype}"
+                    if isinstance(value, torch.Tensor) else type(value).__name__)
+            raise InputError(f"{fn}: loss must return a 0-d real floating tensor (a scalar "
+                             f"loss), got {what}; reduce it with .sum() or .mean()")
+        return value
+    return checked
+
+
 def least_squares_gd(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int,
                      w0: torch.Tensor | None = None) -> Trajectory:
     """Gradient descent on ``L(w) = |X w - y|^2 / (2n)`` with the gradient ``X^T (X w - y) / n``.
 
-    ``X``: ``[n, d]``, ``y``: ``[n]``, ``w0``: ``[d]`` (zeros by default).
+    ``X``: ``[n, d]``, ``y``: ``[n]``, ``w0``: ``[d]`` (zeros by default; cast to ``X``'s
+    dtype), all finite real tensors. Raises :class:`DivergenceError` if the iterates
+    overflow.
     """
-    if X.ndim != 2:
-        raise ValueError(f"X must be a matrix [n, d], got shape {tuple(X.shape)}")
+    fn = "dynamics.least_squares_gd"
+    X, y = _design(X, y, fn)
     n, d = X.shape
-    if y.shape != (n,):
-        raise ValueError(f"y must have shape [{n}] to match X {tuple(X.shape)}, got "
-                         f"{tuple(y.shape)}")
-    if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
-        raise ValueError("X or y contains NaN or inf")
-    w0 = torch.zeros(d, dtype=X.dtype, device=X.device) if w0 is None else w0
-    _check_run(w0, lr, steps)
-    if w0.shape != (d,):
-        raise ValueError(f"w0 must have shape [{d}], got {tuple(w0.shape)}")
-    ws = torch.empty((steps + 1, d), dtype=X.dtype, device=X.device)
+    if w0 is None:
+        w0 = torch.zeros(d, dtype=X.dtype, device=X.device)
+    w0 = validation.tensor(w0, "w0", fn=fn, ndim=1, shape=(d,), layout=f"[d] = [{d}]")
+    lr, steps = _rate(lr, fn), _count(steps, fn)
+    ws = _record((steps + 1, d), X, fn)
     w = w0.to(X.dtype).clone()
     for k in range(steps + 1):
         ws[k] = w
         if k < steps:
             w = w - (lr / n) * (X.T @ (X @ w - y))
     r = ws @ X.T - y
-    return Trajectory(ws, (r * r).sum(1) / (2 * n))
+    losses = (r * r).sum(1) / (2 * n)
+    _check_finite_run(losses, lr, fn)      # an overflowing iterate makes its loss inf/NaN
+    return Trajectory(ws, losses)
+
+
+def _design(X, y, fn: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The least-squares data: ``X [n, d]`` and ``y [n]``, finite real tensors."""
+    X = validation.tensor(X, "X", fn=fn, ndim=2, layout="[n, d]")
+    y = validation.tensor(y, "y", fn=fn, ndim=1, shape=(X.shape[0],),
+                          layout=f"[n] = [{X.shape[0]}] (one target per row of X)")
+    return X, y
 
 
 def least_squares_gd_final(X: torch.Tensor, y: torch.Tensor, W0: torch.Tensor, *, lr: float,
@@ -107,21 +173,21 @@ def least_squares_gd_final(X: torch.Tensor, y: torch.Tensor, W0: torch.Tensor, *
     """Final iterates of gradient descent on ``|X w - y|^2 / (2n)`` from a batch of starts.
 
     ``W0``: ``[S, d]``, one start per row; returns ``[S, d]``. All starts advance together
-    (one matrix product per step), so ``S`` runs cost about one run on a GPU.
+    (one matrix product per step), so ``S`` runs cost about one run on a GPU. ``X [n, d]``,
+    ``y [n]`` and ``W0`` finite real tensors; raises :class:`DivergenceError` if the final
+    iterates overflow.
     """
-    if X.ndim != 2 or W0.ndim != 2 or W0.shape[1] != X.shape[1]:
-        raise ValueError(f"W0 must be [S, {X.shape[-1]}] for X of shape {tuple(X.shape)}, "
-                         f"got {tuple(W0.shape)}")
-    n = X.shape[0]
-    if y.shape != (n,):
-        raise ValueError(f"y must have shape [{n}], got {tuple(y.shape)}")
-    _check_run(W0[0], lr, steps)
-    if not torch.isfinite(W0).all():
-        raise ValueError("W0 contains NaN or inf")
+    fn = "dynamics.least_squares_gd_final"
+    X, y = _design(X, y, fn)
+    n, d = X.shape
+    W0 = validation.tensor(W0, "W0", fn=fn, ndim=2, shape=(None, d), layout=f"[S, {d}]")
+    lr, steps = _rate(lr, fn), _count(steps, fn)
+    progress = validation.boolean(progress, "progress", fn=fn)
     W = W0.to(X.dtype).clone()
     for _ in tqdm(range(steps), desc="gradient descent (batch)", disable=not progress,
                   leave=False):
         W = W - (lr / n) * ((W @ X.T - y) @ X)
+    _check_finite_run(W[None], lr, fn)
     return W
 
 
@@ -135,23 +201,31 @@ def least_squares_error_log_norms(X: torch.Tensor, e0: torch.Tensor, *, lr: floa
     function runs that recursion on ``a`` (``[n]``), rescaling it to unit norm after every
     step and summing the logs of the scale factors, so the decay can be followed long after
     ``|e_k|`` itself would sink below float64's rounding of ``w_k``. ``e0`` must lie in the
-    row space of ``X`` (it does for gradient descent, by the null-space lemma).
+    row space of ``X`` (it does for gradient descent, by the null-space lemma), and the
+    rows of ``X [n, d]`` must be linearly independent (``X X^T`` invertible).
     """
-    if X.ndim != 2 or e0.shape != (X.shape[1],):
-        raise ValueError(f"e0 must have shape [{X.shape[-1]}] for X of shape "
-                         f"{tuple(X.shape)}, got {tuple(e0.shape)}")
-    _check_run(e0, lr, steps)
+    fn = "dynamics.least_squares_error_log_norms"
+    X = validation.tensor(X, "X", fn=fn, ndim=2, layout="[n, d]")
+    e0 = validation.tensor(e0, "e0", fn=fn, ndim=1, shape=(X.shape[1],),
+                           layout=f"[d] = [{X.shape[1]}]")
+    lr, steps = _rate(lr, fn), _count(steps, fn)
+    progress = validation.boolean(progress, "progress", fn=fn)
     n = X.shape[0]
     norm0 = e0.norm()
     if norm0 == 0:
-        raise ValueError("e0 is zero: its decay is undefined")
+        raise InputError(f"{fn}: e0 is zero: its decay is undefined")
     G = X @ X.T
-    a = torch.linalg.solve(G, X @ e0.to(X.dtype))        # e0 = X^T a when e0 is in the row space
+    try:
+        a = torch.linalg.solve(G, X @ e0.to(X.dtype))    # e0 = X^T a when e0 is in the row space
+    except torch.linalg.LinAlgError as err:
+        raise InputError(f"{fn}: X X^T is singular (the rows of X are linearly dependent); "
+                         "drop the dependent rows of X") from err
     leak = (X.T @ a - e0).norm() / norm0
-    if leak > 1e-8:
-        raise ValueError(f"e0 is not in the row space of X (relative residual {float(leak):.1e})")
+    if not leak <= 1e-8:
+        raise InputError(f"{fn}: e0 is not in the row space of X (relative residual "
+                         f"{float(leak):.1e})")
     M = torch.eye(n, dtype=X.dtype, device=X.device) - (lr / n) * G
-    out = torch.empty(steps + 1, dtype=X.dtype, device=X.device)
+    out = _record((steps + 1,), X, fn)
     out[0] = norm0.log()
     norm_a = (a @ G @ a).sqrt()                            # |e| = sqrt(a^T X X^T a)
     a = a / norm_a
@@ -160,7 +234,22 @@ def least_squares_error_log_norms(X: torch.Tensor, e0: torch.Tensor, *, lr: floa
         scale = (a @ G @ a).sqrt()
         out[k] = out[k - 1] + scale.log()
         a = a / scale
+    _check_log_norms(out, lr, fn)
     return out
+
+
+def _check_log_norms(out: torch.Tensor, lr: float, fn: str) -> None:
+    """``log |e_k|`` must be finite: ``-inf`` when the error vanishes exactly (``lr`` times
+    an eigenvalue of ``X X^T / n`` exactly 1), ``+inf``/NaN when it overflows."""
+    bad = ~torch.isfinite(out)
+    if not bool(bad.any()):
+        return
+    k = int(bad.nonzero()[0])
+    if float(out[k]) == float("-inf"):
+        raise InputError(f"{fn}: the error e_k is exactly 0 from step {k} on (lr={lr} times "
+                         "an eigenvalue of X X^T / n is exactly 1): log |e_k| is -inf")
+    raise DivergenceError(f"{fn}: gradient descent diverged: |e_k| overflows at step {k} "
+                          f"with lr={lr}; a smaller step size may converge")
 
 
 # --------------------------------------------------------------------------- networks
@@ -199,15 +288,42 @@ class NetTrajectory:
         return self.params.shape[0] - 1
 
     def param_dict(self, net: torch.nn.Module, s: int) -> dict[str, torch.Tensor]:
-        """The parameters of step ``s`` as a dict for ``torch.func.functional_call(net, ...)``."""
+        """The parameters of step ``s`` (``-(S+1) <= s <= S``) as a dict for
+        ``torch.func.functional_call(net, ...)``; ``net`` (the trained architecture) only
+        supplies the names and shapes."""
         from .kernels import unflatten
 
+        fn = "dynamics.NetTrajectory.param_dict"
+        s = self._step(s, fn)
+        self._fits(net, fn)
         return unflatten(net, self.params[s])
 
     def load(self, net: torch.nn.Module, s: int = -1) -> torch.nn.Module:
-        """Copy the parameters of step ``s`` (default: the last) into ``net``; returns it."""
+        """Copy the parameters of step ``s`` (default: the last; ``-(S+1) <= s <= S``) into
+        ``net``, the trained architecture in the trajectory's dtype; returns it. This is
+        the one function of the module that modifies its argument, by design."""
+        fn = "dynamics.NetTrajectory.load"
+        s = self._step(s, fn)
+        self._fits(net, fn)
         torch.nn.utils.vector_to_parameters(self.params[s].clone(), net.parameters())
         return net
+
+    def _step(self, s, fn: str) -> int:
+        return validation.integer(s, "s", fn=fn, lo=-(self.steps + 1), hi=self.steps)
+
+    def _fits(self, net, fn: str) -> None:
+        """``net`` is a module with the trajectory's number of parameters and dtype."""
+        validation.network(net, "net", fn=fn, finite=False, eval_only=False)
+        params = list(net.parameters())
+        count = sum(p.numel() for p in params)
+        if count != self.params.shape[1]:
+            raise InputError(f"{fn}: net has {count} parameters but the trajectory records "
+                             f"{self.params.shape[1]}; pass the network that was trained")
+        wrong = {p.dtype for p in params} - {self.params.dtype}
+        if wrong:
+            raise InputTypeError(f"{fn}: net has parameters of dtype {sorted(map(str, wrong))} "
+                                 f"but the trajectory is {self.params.dtype}; convert net with "
+                                 f".to({self.params.dtype})")
 
 
 def _per_example_loss(name: str, F: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -220,37 +336,47 @@ def _per_example_loss(name: str, F: torch.Tensor, Y: torch.Tensor) -> torch.Tens
     return -(Y * torch.log_softmax(F, dim=1)).sum(1)
 
 
-def _check_targets(name: str, F: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def _targets(name: str, F: torch.Tensor, Y, fn: str) -> torch.Tensor:
+    """``Y`` checked against the outputs ``F [N, k]`` for the built-in loss ``name``: int
+    labels ``[N]`` in ``0..k-1`` (``"ce"``), else real targets of ``F``'s shape."""
     N, k = F.shape
-    if name == "ce" and Y.dtype in (torch.int64, torch.int32):
-        if Y.shape != (N,):
-            raise ValueError(f"cross-entropy labels must have shape [{N}], got {tuple(Y.shape)}")
+    if name == "ce" and isinstance(Y, torch.Tensor) and Y.dtype in (torch.int64, torch.int32):
+        validation.tensor(Y, "Y", fn=fn, floating=False, shape=(N,), layout="[N] labels")
         if k < 2:
-            raise ValueError(f"cross-entropy needs >= 2 outputs, the network has {k}")
+            raise InputError(f"{fn}: cross-entropy needs >= 2 outputs, net has {k}")
         if Y.min() < 0 or Y.max() >= k:
-            raise ValueError(f"labels must lie in 0..{k - 1}, got {int(Y.min())}..{int(Y.max())}")
+            raise InputError(f"{fn}: Y labels must lie in 0..{k - 1}, got "
+                             f"{int(Y.min())}..{int(Y.max())}")
         return Y
-    if not Y.is_floating_point():
-        raise TypeError(f"targets must be floating point (or int64 labels for 'ce'), got "
-                        f"{Y.dtype}")
+    if isinstance(Y, torch.Tensor) and not Y.is_floating_point():
+        raise InputTypeError(f"{fn}: Y (the targets) must be floating point (or int64 labels "
+                             f"for 'ce'), got {Y.dtype}")
+    Y = validation.tensor(Y, "Y", fn=fn, min_ndim=1, layout=f"[N, k] = [{N}, {k}]")
     if Y.ndim == 1 and k == 1:
         Y = Y[:, None]
     if Y.shape != F.shape:
-        raise ValueError(f"the network outputs {tuple(F.shape)} on X but the targets have shape "
-                         f"{tuple(Y.shape)}: output dimensions must match")
-    if not torch.isfinite(Y).all():
-        raise ValueError("the targets Y contain NaN or inf")
+        raise InputError(f"{fn}: the network outputs {tuple(F.shape)} on X but the targets Y "
+                         f"have shape {tuple(Y.shape)}: output dimensions must match")
     return Y
 
 
-def _check_separable(loss_fn, F: torch.Tensor, Y: torch.Tensor, gen: torch.Generator) -> None:
-    """Raise if ``loss_fn(F, Y)`` is not a sum over examples: for a sum, changing two
-    examples' outputs changes the loss by the sum of the separate changes."""
+def _check_separable(loss_fn, F: torch.Tensor, Y: torch.Tensor, gen: torch.Generator,
+                     fn: str) -> None:
+    """Raise if ``loss_fn(F, Y)`` is not a 0-d real tensor, or not a sum over examples: for a
+    sum, changing two examples' outputs changes the loss by the sum of the separate
+    changes."""
+    F = F.detach()
+    base = loss_fn(F, Y)
+    if not isinstance(base, torch.Tensor) or base.ndim != 0 or not base.is_floating_point():
+        what = (f"shape {tuple(base.shape)}, dtype {base.dtype}"
+                if isinstance(base, torch.Tensor) else type(base).__name__)
+        raise InputError(f"{fn}: loss must return a 0-d real tensor (a scalar loss), got "
+                         f"{what}")
+    validation.finite_output(base, "the loss at the initial outputs", fn=fn,
+                             cause="loss(F, Y) overflows or is undefined there")
     N = F.shape[0]
     if N < 2:
         return
-    F = F.detach()
-    base = loss_fn(F, Y)
     scale = F.abs().mean() + 1.0
     worst, ref = 0.0, float(base.abs()) + 1.0
     for _ in range(4):
@@ -260,11 +386,12 @@ def _check_separable(loss_fn, F: torch.Tensor, Y: torch.Tensor, gen: torch.Gener
         Ej[j] = 0.5 * scale * torch.randn(F.shape[1], generator=gen, dtype=F.dtype).to(F.device)
         mixed = loss_fn(F + Ei + Ej, Y) - loss_fn(F + Ei, Y) - loss_fn(F + Ej, Y) + base
         worst = max(worst, abs(float(mixed)))
-    if worst > 1e-8 * ref:
-        raise ValueError(
-            "the loss is not a sum (or mean) over examples of a per-example loss: changing the "
-            f"outputs of two examples together changed it by {worst:.3g} more than the sum of "
-            "the separate changes; the path-kernel identity needs L = sum_i l(f(x_i), y_i)")
+    if not worst <= 1e-8 * ref:
+        raise InputError(
+            f"{fn}: the loss is not a sum (or mean) over examples of a per-example loss: "
+            f"changing the outputs of two examples together changed it by {worst:.3g} more "
+            "than the sum of the separate changes; the path-kernel identity needs "
+            "L = sum_i l(f(x_i), y_i)")
 
 
 def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse", lr: float,
@@ -296,63 +423,60 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
     Returns:
         :class:`NetTrajectory` with ``w_0..w_S`` and ``g_s = dL/df(X)`` at ``w_0..w_{S-1}``.
     """
-    _check_run(torch.zeros(1, dtype=torch.float64), lr, steps)
-    if not isinstance(net, torch.nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    fn = "dynamics.train"
+    lr, steps = _rate(lr, fn), _count(steps, fn)
+    validation.choice(reduction, "reduction", ("mean", "sum"), fn=fn)
+    keep_signals = validation.boolean(keep_signals, "keep_signals", fn=fn)
+    progress = validation.boolean(progress, "progress", fn=fn)
+    wd = validation.real(weight_decay, "weight_decay", fn=fn, lo=0)
+    # batch norm or dropout in training mode would make each output depend on the batch or a
+    # random draw, and a forward pass would update the caller's running statistics
+    validation.network(net, "net", fn=fn)
     params = {n: p.detach().clone() for n, p in net.named_parameters()}
     if not params:
-        raise ValueError("the network has no parameters to train")
+        raise InputError(f"{fn}: net has no parameters to train")
     p0 = next(iter(params.values()))
-    if not isinstance(X, torch.Tensor) or X.ndim < 2 or not X.is_floating_point():
-        raise ValueError(f"X must be a floating tensor [N, ...], got "
-                         f"{getattr(X, 'shape', type(X))}")
-    if X.dtype != p0.dtype:
-        raise TypeError(f"X has dtype {X.dtype} but the network's parameters are {p0.dtype}")
-    if not torch.isfinite(X).all():
-        raise ValueError("X contains NaN or inf")
-    if any(not torch.isfinite(p).all() for p in params.values()):
-        raise ValueError("the network's parameters contain NaN or inf")
-    if not isinstance(Y, torch.Tensor) or len(Y) != len(X):
-        raise ValueError(f"Y must be a tensor with one row per example of X {tuple(X.shape)}, "
-                         f"got {getattr(Y, 'shape', type(Y))}")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, int | float) or \
-            not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    wd = float(weight_decay)
+    X = validation.tensor(X, "X", fn=fn, min_ndim=2, dtype=p0.dtype, device=p0.device,
+                          layout="[N, ...]")
+    N = len(X)
+    Y = validation.tensor(Y, "Y", fn=fn, floating=False, finite=False, nonempty=False)
+    if Y.ndim == 0 or len(Y) != N:
+        raise InputError(f"{fn}: Y must be a tensor with one row per example of X "
+                         f"{tuple(X.shape)}, got {getattr(Y, 'shape', type(Y).__name__)}")
 
     def fwd(p):
-        out = torch.func.functional_call(net, p, (X,))
+        # a private copy of X for every pass: an in-place first module (ReLU(inplace=True))
+        # would otherwise overwrite the caller's X, and the next pass would see its output
+        out = torch.func.functional_call(net, p, (validation.private_copy(X),))
         return out[:, None] if out.ndim == 1 else out
 
     with torch.no_grad():
         F0 = fwd(params)
-    if F0.ndim != 2 or F0.shape[0] != len(X):
-        raise ValueError(f"the network must map X {tuple(X.shape)} to [N, k], got "
+    if F0.ndim != 2 or F0.shape[0] != N:
+        raise InputError(f"{fn}: net must map X {tuple(X.shape)} to [N, k], got "
                          f"{tuple(F0.shape)}")
-    N = len(X)
+    validation.finite_output(F0, "the network's output on X", fn=fn)
     if callable(loss):
         name = getattr(loss, "__name__", "custom")
         loss_fn = loss
-        _check_separable(loss_fn, F0, Y, torch.Generator().manual_seed(0))
-    elif loss in LOSSES:
+        Y = validation.tensor(Y, "Y", fn=fn, floating=Y.is_floating_point())
+        _check_separable(loss_fn, F0, Y, torch.Generator().manual_seed(0), fn)
+    elif isinstance(loss, str) and loss in LOSSES:
         name = loss
-        Y = _check_targets(loss, F0, Y)
+        Y = _targets(loss, F0, Y, fn)
         scale = 1.0 / N if reduction == "mean" else 1.0
 
         def loss_fn(F, Y_):
             return scale * _per_example_loss(name, F, Y_).sum()
     else:
-        raise ValueError(f"loss must be one of {LOSSES} or a callable, got {loss!r}")
+        raise InputError(f"{fn}: loss must be one of {LOSSES} or a callable, got {loss!r}")
 
     names = list(params)
-    flat = torch.empty((steps + 1, sum(p.numel() for p in params.values())), dtype=p0.dtype,
-                       device=p0.device)
+    flat = _record((steps + 1, sum(p.numel() for p in params.values())), p0, fn)
     k = F0.shape[1]
-    out_grads = torch.empty((steps, N, k), dtype=p0.dtype, device=p0.device)
-    outputs = torch.empty((steps + 1, N, k), dtype=p0.dtype, device=p0.device)
-    losses = torch.empty(steps + 1, dtype=p0.dtype, device=p0.device)
+    out_grads = _record((steps, N, k), p0, fn)
+    outputs = _record((steps + 1, N, k), p0, fn)
+    losses = _record((steps + 1,), p0, fn)
     kept = [] if keep_signals else None
     if keep_signals:
         from . import kernels
@@ -362,12 +486,12 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
         flat[s] = torch.cat([params[n].reshape(-1) for n in names])
         if keep_signals:
             with torch.no_grad():
-                F, sig = kernels._signals(ops, params, X)
+                F, sig = kernels._signals(ops, params, validation.private_copy(X))
             with torch.enable_grad():
                 Fl = F.detach().requires_grad_(True)
                 value = loss_fn(Fl, Y)
                 if not torch.isfinite(value):
-                    raise _diverged(value, s, lr)
+                    raise _diverged(value, s, lr, fn)
                 outputs[s], losses[s] = F, value.detach()
                 if s == steps:
                     break
@@ -383,7 +507,7 @@ def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse",
             F = fwd(leaves)
             value = loss_fn(F, Y)
             if not torch.isfinite(value):
-                raise _diverged(value, s, lr)
+                raise _diverged(value, s, lr, fn)
             outputs[s], losses[s] = F.detach(), value.detach()
             if s == steps:
                 break

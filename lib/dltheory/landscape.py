@@ -45,10 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import cpa, regions, spectra
+from . import cpa, regions, spectra, validation
+from .errors import DLTheoryError, InputError, InputTypeError
 
 __all__ = [
-    "DENSE_MAX_PARAMS", "LOSSES", "REDUCTIONS", "LayerInfo", "Quadratic", "layers",
+    "DENSE_MAX_PARAMS", "LOSSES", "REDUCTIONS", "LayerIndexError", "LayerInfo", "Quadratic",
+    "layers",
     "layer_params", "layer_quadratic", "loss_along", "parameter_breakpoints",
     "squared_loss", "with_layer_params",
 ]
@@ -91,16 +93,23 @@ class LayerInfo:
         return self.shape[0] * self.shape[1]
 
 
+class LayerIndexError(InputError, IndexError):
+    """``layer=`` is not a valid index into :func:`layers` (also an ``IndexError``)."""
+
+
 def layers(net: nn.Module) -> list[LayerInfo]:
     """The parametrized affine layers of ``net`` (``Linear``, ``Conv1d``, ``Conv2d``).
 
     In the order of ``net.named_modules()``, which for the book's containers
     (``Sequential``, :class:`~dltheory.nets.ResidualBlock`,
     :class:`~dltheory.nets.DenseBlock`) is the order of execution; ``layers(net)[l]`` is
-    the layer that ``layer=l`` selects.
+    the layer that ``layer=l`` selects. A network with a NaN or inf parameter is refused.
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    validation.network(net, "net", fn="landscape.layers", eval_only=False)
+    return _layers(net)
+
+
+def _layers(net: nn.Module) -> list[LayerInfo]:
     out = []
     for path, m in net.named_modules():
         kind = _KINDS.get(type(m))
@@ -113,26 +122,32 @@ def layers(net: nn.Module) -> list[LayerInfo]:
     return out
 
 
-def _layer(net: nn.Module, layer) -> LayerInfo:
+def _layer(net: nn.Module, layer, fn: str) -> LayerInfo:
+    """Layer ``layer`` of the (already checked) ``net``: an index into :func:`layers`."""
     if isinstance(layer, LayerInfo):
         return layer
-    found = layers(net)
+    found = _layers(net)
     if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer must be an int index into landscape.layers(net), got "
-                        f"{layer!r}")
+        raise InputTypeError(f"{fn}: layer must be an int index into landscape.layers(net), "
+                             f"got {layer!r}")
     if not found:
-        raise ValueError(f"{type(net).__name__} has no Linear/Conv1d/Conv2d layer")
+        raise InputError(f"{fn}: net ({type(net).__name__}) has no Linear/Conv1d/Conv2d layer")
     if not -len(found) <= layer < len(found):
         names = ", ".join(f"{i}: {x.path} ({x.kind})" for i, x in enumerate(found))
-        raise IndexError(f"layer {layer} is out of range: the network has {len(found)} "
-                         f"parametrized layers, valid indices 0..{len(found) - 1} "
-                         f"(or negative from the end): {names}")
+        raise LayerIndexError(f"{fn}: layer {layer} is out of range: the network has "
+                              f"{len(found)} parametrized layers, valid indices "
+                              f"0..{len(found) - 1} (or negative from the end): {names}")
     return found[layer]
 
 
 def layer_params(net: nn.Module, layer) -> Tensor:
     """``theta = [W | b]`` of layer ``layer``, flattened row-major: ``[P]`` (a copy)."""
-    info = _layer(net, layer)
+    fn = "landscape.layer_params"
+    validation.network(net, "net", fn=fn, eval_only=False)
+    return _layer_params(_layer(net, layer, fn))
+
+
+def _layer_params(info: LayerInfo) -> Tensor:
     m = info.module
     W = m.weight.detach().reshape(info.shape[0], -1)
     if info.bias:
@@ -143,8 +158,10 @@ def layer_params(net: nn.Module, layer) -> Tensor:
 def with_layer_params(net: nn.Module, layer, theta: Tensor) -> nn.Module:
     """A copy of ``net`` whose layer ``layer`` has the parameters ``theta [P]`` (layout of
     :func:`layer_params`); ``net`` itself is not modified."""
-    info = _layer(net, layer)
-    theta = _direction(info, theta, layer_params(net, info), "theta")
+    fn = "landscape.with_layer_params"
+    validation.network(net, "net", fn=fn, eval_only=False)
+    info = _layer(net, layer, fn)
+    theta = _direction(info, theta, _layer_params(info), "theta", fn)
     new = copy.deepcopy(net)
     module = dict(new.named_modules())[info.path]
     with torch.no_grad():
@@ -163,65 +180,123 @@ def _split(info: LayerInfo, theta: Tensor) -> dict[str, Tensor]:
     return out
 
 
-def _direction(info: LayerInfo, d, ref: Tensor, name: str = "direction") -> Tensor:
-    if not isinstance(d, Tensor):
-        raise TypeError(f"{name} must be a tensor of {info.n_params} entries (theta's "
-                        f"layout [out, q] = {list(info.shape)}), got {type(d).__name__}")
+def _direction(info: LayerInfo, d, ref: Tensor, name: str, fn: str) -> Tensor:
+    """``d`` (``P`` finite entries, any shape) as ``[P]`` in ``ref``'s dtype and device."""
+    d = validation.tensor(d, name, fn=fn, layout=f"of {info.n_params} entries (theta's "
+                          f"layout [out, q] = {list(info.shape)})")
     if d.numel() != info.n_params:
-        raise ValueError(f"{name} has shape {tuple(d.shape)} ({d.numel()} entries) but layer "
-                         f"{info.index} ({info.path}) has P = {info.n_params} parameters "
-                         f"(theta.reshape{info.shape})")
-    d = d.reshape(-1).to(dtype=ref.dtype, device=ref.device)
-    if not torch.isfinite(d).all():
-        raise ValueError(f"{name} has non-finite entries")
-    return d
+        raise InputError(f"{fn}: {name} has shape {tuple(d.shape)} ({d.numel()} entries) but "
+                         f"layer {info.index} ({info.path}) has P = {info.n_params} "
+                         f"parameters (theta.reshape{info.shape})")
+    return d.reshape(-1).to(dtype=ref.dtype, device=ref.device)
+
+
+def _line(t, ref: Tensor, fn: str) -> Tensor:
+    """The line parameters ``t`` (a number, a sequence, a NumPy array or a tensor of finite
+    reals; at least one) as a tensor of the same shape in ``ref``'s dtype and device."""
+    if isinstance(t, bool) or (isinstance(t, Tensor) and (t.dtype == torch.bool
+                                                         or t.is_complex())):
+        raise InputTypeError(f"{fn}: t must hold real numbers, got {t!r}")
+    try:
+        t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise InputTypeError(f"{fn}: t must be a number or a sequence of numbers [T], got "
+                             f"{type(t).__name__} ({err})") from err
+    return validation.tensor(t, "t", fn=fn, layout="[T]")
 
 
 # ----------------------------------------------------------------------------- inputs
 
 
 def squared_loss(f: Tensor, Y: Tensor, reduction: str = "sum") -> Tensor:
-    """``s * sum_i |f_i - y_i|^2`` over a batch ``f, Y [N, ...]``; ``s = 1`` or ``1/N``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    """``s * sum_i |f_i - y_i|^2`` over a batch ``f [N, ...]``, ``Y`` (``f.numel()``
+    entries, reshaped as ``f``); ``s = 1`` or ``1/N``. Returns a 0-d tensor."""
+    fn = "landscape.squared_loss"
+    validation.choice(reduction, "reduction", REDUCTIONS, fn=fn)
+    f = validation.tensor(f, "f", fn=fn, min_ndim=1, layout="[N, ...]")
+    Y = validation.tensor(Y, "Y", fn=fn, min_ndim=1, layout="[N, ...]")
+    if Y.numel() != f.numel():
+        raise InputError(f"{fn}: Y has shape {tuple(Y.shape)} but f has shape "
+                         f"{tuple(f.shape)}: they need the same number of entries")
+    return _squared(f, Y, reduction, fn)
+
+
+def _squared(f: Tensor, Y: Tensor, reduction: str, fn: str) -> Tensor:
     r = (f - Y.reshape(f.shape)).reshape(f.shape[0], -1)
     total = (r * r).sum()
-    return total / f.shape[0] if reduction == "mean" else total
+    out = total / f.shape[0] if reduction == "mean" else total
+    validation.finite_output(out, "the squared loss of f and Y", fn=fn,
+                             cause="f - Y is too large to square in its dtype")
+    return out
 
 
-def _check_loss(loss, reduction) -> None:
-    if loss not in LOSSES:
-        raise ValueError(
-            f"loss={loss!r} is not supported: the loss is an exact quadratic function of a "
-            f"layer's parameters only for the squared error; use loss='mse' (or 'squared'), "
-            f"L = s * sum_i |f(x_i) - y_i|^2")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS} (s = 1 or 1/N), got "
+def _check_loss(loss, reduction, fn: str) -> None:
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise InputError(
+            f"{fn}: loss={loss!r} is not supported: the loss is an exact quadratic function "
+            f"of a layer's parameters only for the squared error; use loss='mse' (or "
+            f"'squared'), L = s * sum_i |f(x_i) - y_i|^2")
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise InputError(f"{fn}: reduction must be one of {REDUCTIONS} (s = 1 or 1/N), got "
                          f"{reduction!r}")
 
 
-def _check_x(net: nn.Module, X) -> None:
-    cpa._check_input(net, X)
-    if not torch.isfinite(X).all():
-        raise ValueError("X has non-finite entries (NaN or inf)")
+def _dtype_device(net: nn.Module):
+    """The dtype and device of the network's first floating parameter, or ``(None, None)``."""
+    for p in net.parameters():
+        if p.is_floating_point():
+            return p.dtype, p.device
+    return None, None
 
 
-def _check_y(Y, f: Tensor) -> Tensor:
+def _inputs(net: nn.Module, X, fn: str) -> Tensor:
+    """The training inputs ``X [N, *in_shape]``: finite, ``N >= 1``, the network's dtype."""
+    dtype, device = _dtype_device(net)
+    return validation.tensor(X, "X", fn=fn, min_ndim=2, dtype=dtype, device=device,
+                             layout="[N, *in_shape]")
+
+
+def _targets(Y, X: Tensor, fn: str) -> Tensor:
+    """The targets ``Y [N, ...]`` (real, finite), one row per point of ``X``."""
+    if isinstance(Y, Tensor) and not Y.is_floating_point() and not Y.is_complex():
+        raise InputTypeError(f"{fn}: Y must hold real targets of the network's output shape "
+                             f"[N, k], got dtype {Y.dtype} (class labels? use one-hot "
+                             "targets)")
+    Y = validation.tensor(Y, "Y", fn=fn, min_ndim=1, layout="[N, *out_shape]")
+    if Y.shape[0] != X.shape[0]:
+        raise InputError(f"{fn}: X and Y do not pair: X has shape {tuple(X.shape)}, Y has "
+                         f"shape {tuple(Y.shape)} (the first dimension is the number of "
+                         "points)")
+    return Y
+
+
+def _match(Y: Tensor, f: Tensor, fn: str) -> Tensor:
+    """``Y`` (checked by :func:`_targets`) as ``[N, k]`` in ``f``'s dtype and device."""
     N, k = f.shape
-    if not isinstance(Y, Tensor):
-        raise TypeError(f"Y must be a tensor of targets, got {type(Y).__name__}")
-    if not Y.is_floating_point():
-        raise TypeError(f"Y must hold real targets of the network's output shape [N, {k}], "
-                        f"got dtype {Y.dtype} (class labels? use one-hot targets)")
-    if Y.ndim == 0 or Y.shape[0] != N:
-        raise ValueError(f"X and Y do not pair: X has {N} points but Y has shape "
-                         f"{tuple(Y.shape)}")
     if Y[0].numel() != k:
-        raise ValueError(f"Y has shape {tuple(Y.shape)} but the network's output is [{N}, {k}] "
-                         f"(flattened): each target needs {k} entries")
-    if not torch.isfinite(Y).all():
-        raise ValueError("Y has non-finite entries (NaN or inf)")
+        raise InputError(f"{fn}: Y has shape {tuple(Y.shape)} but the network's output is "
+                         f"[{N}, {k}] (flattened): each target needs {k} entries")
     return Y.reshape(N, k).to(device=f.device, dtype=f.dtype)
+
+
+def _forward(net: nn.Module, X: Tensor, fn: str, params: dict | None = None,
+             where: str = "") -> Tensor:
+    """The network on a private copy of ``X`` (an in-place first module cannot write into
+    the caller's tensor), with ``params`` substituted when given: ``[N, *out]``, finite."""
+    x = validation.private_copy(X)
+    try:
+        y = net(x) if params is None else torch.func.functional_call(net, params, (x,))
+    except (RuntimeError, ValueError) as err:
+        if isinstance(err, DLTheoryError):
+            raise
+        raise InputError(f"{fn}: the network cannot run on X of shape {tuple(X.shape)} "
+                         f"[N, *in_shape]: {err}") from err
+    if not isinstance(y, Tensor) or y.ndim < 1 or y.shape[0] != X.shape[0]:
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise InputError(f"{fn}: net maps X of shape {tuple(X.shape)} to {shape}; it must "
+                         "output [N, *out_shape] with the same number of points")
+    validation.finite_output(y.detach(), f"the network's output on X{where}", fn=fn)
+    return y
 
 
 # ----------------------------------------------------------------------------- capture
@@ -257,7 +332,7 @@ def _patches(info: LayerInfo, z: Tensor) -> Tensor:
     return Z
 
 
-def _capture(net: nn.Module, info: LayerInfo, X: Tensor):
+def _capture(net: nn.Module, info: LayerInfo, X: Tensor, fn: str):
     """One forward and ``k`` backward passes: ``f [N, k]``, ``Z [N, q, L]`` and
     ``J [N, k, out, L]`` (the derivative of ``f(x_i)`` wrt the layer's output at ``p``)."""
     store: dict = {}
@@ -274,15 +349,16 @@ def _capture(net: nn.Module, info: LayerInfo, X: Tensor):
     handle = info.module.register_forward_hook(hook)
     try:
         with torch.enable_grad():
-            y = cpa._forward(net, X)
+            y = _forward(net, X, fn)
     finally:
         handle.remove()
     if "z" not in store:
-        raise ValueError(f"layer {info.index} ({info.path}) was not called by the forward pass")
+        raise InputError(f"{fn}: layer {info.index} ({info.path}) was not called by the "
+                         "forward pass")
     if store.get("twice"):
-        raise ValueError(f"layer {info.index} ({info.path}) is called more than once per "
-                         "forward pass (shared weights): the loss is then not quadratic in "
-                         "its parameters")
+        raise InputError(f"{fn}: layer {info.index} ({info.path}) is called more than once "
+                         "per forward pass (shared weights): the loss is then not quadratic "
+                         "in its parameters")
     N = X.shape[0]
     delta = store["delta"]
     grads = []
@@ -344,10 +420,11 @@ class Quadratic:
         ``H v = 2 s sum_i M_i^T (M_i v)`` with ``M_i v = sum_p J_i[:, :, p] V z~_{i,p}``,
         ``V = v.reshape(out, q)``: memory ``O(N (k out + q) L + P)`` per vector.
         """
+        return self._hvp(self._vectors(v, "v", "landscape.Quadratic.hvp"))
+
+    def _hvp(self, v: Tensor) -> Tensor:
+        """:meth:`hvp` of a checked ``v``: what the spectra and :meth:`value` call."""
         out, q = self.shape
-        if v.shape[-1] != out * q:
-            raise ValueError(f"v has shape {tuple(v.shape)}; its last dimension must be "
-                             f"P = {out * q}")
         V = v.reshape(*v.shape[:-1], out, q).to(self.Z.dtype)
         U = torch.einsum("...oj,njp->...nop", V, self.Z)       # layer output change
         w = torch.einsum("naop,...nop->...na", self.J, U)      # M_i v
@@ -355,27 +432,38 @@ class Quadratic:
         Hv = torch.einsum("...nop,njp->...oj", back, self.Z)
         return (2 * self.scale) * Hv.reshape(v.shape)
 
+    def _vectors(self, v, name: str, fn: str) -> Tensor:
+        """``v [..., P]``: a finite real tensor whose last dimension is ``P``."""
+        v = validation.tensor(v, name, fn=fn, min_ndim=1, layout=f"[..., {self.n_params}]")
+        if v.shape[-1] != self.n_params:
+            raise InputError(f"{fn}: {name} has shape {tuple(v.shape)}; its last dimension "
+                             f"must be P = {self.n_params}")
+        return v
+
     def _dense_or_hvp(self, v: Tensor) -> Tensor:
-        return self.H @ v if self.H is not None else self.hvp(v)
+        return self.H @ v if self.H is not None else self._hvp(v)
 
     def value(self, theta: Tensor) -> Tensor:
         """The quadratic at ``theta [..., P]``: ``[...]``."""
+        theta = self._vectors(theta, "theta", "landscape.Quadratic.value")
         d = theta - self.theta0
-        Hd = (d @ self.H) if self.H is not None else self.hvp(d)
+        Hd = (d @ self.H) if self.H is not None else self._hvp(d)
         return self.c + (d * self.g).sum(-1) + 0.5 * (d * Hd).sum(-1)
 
     def along(self, direction: Tensor, t) -> Tensor:
         """The quadratic on the line ``theta0 + t d``: ``c + t g.d + t^2 d.Hd / 2``, ``[T]``."""
-        d = _direction(self.layer, direction, self.theta0)
-        t = torch.as_tensor(t, dtype=self.theta0.dtype, device=self.theta0.device)
+        fn = "landscape.Quadratic.along"
+        d = _direction(self.layer, direction, self.theta0, "direction", fn)
+        t = _line(t, self.theta0, fn)
         gd = torch.dot(self.g, d)
         dHd = torch.dot(d, self._dense_or_hvp(d))
         return self.c + t * gd + 0.5 * t * t * dHd
 
     def _need_dense(self, what: str) -> Tensor:
         if self.H is None:
-            raise ValueError(f"{what} needs the dense Hessian: build the quadratic with "
-                             "dense=True, or use top_eigenvalue() / trace() (matrix-free)")
+            raise InputError(f"landscape.Quadratic.{what} needs the dense Hessian: build the "
+                             "quadratic with dense=True, or use top_eigenvalue() / trace() "
+                             "(matrix-free)")
         return self.H
 
     def eigvalsh(self) -> Tensor:
@@ -385,6 +473,7 @@ class Quadratic:
 
     def rank(self, rtol: float | None = None) -> int:
         """Number of eigenvalues above ``rtol * lambda_max`` (default ``P * eps``)."""
+        rtol = _rtol(rtol, "landscape.Quadratic.rank")
         lam = self.eigvalsh()
         rtol = self.n_params * torch.finfo(lam.dtype).eps if rtol is None else rtol
         return int((lam > rtol * lam[-1].clamp_min(0)).sum())
@@ -414,13 +503,16 @@ class Quadratic:
         else from :meth:`gram_eigvalsh`). ``on_range=False``: the plain ratio, ``inf`` when
         ``lambda_min <= 0`` (needs the dense ``H``).
         """
+        fn = "landscape.Quadratic.condition_number"
+        on_range = validation.boolean(on_range, "on_range", fn=fn)
+        rtol = _rtol(rtol, fn)
         if not on_range:
             lam = self.eigvalsh()
             top = lam[-1]
             return top / lam[0] if lam[0] > 0 else torch.full_like(top, math.inf)
         lam = self.eigvalsh() if self.H is not None else self.gram_eigvalsh()
         top = lam[-1]
-        rtol = self.n_params * torch.finfo(lam.dtype).eps if rtol is None else float(rtol)
+        rtol = self.n_params * torch.finfo(lam.dtype).eps if rtol is None else rtol
         pos = lam[lam > rtol * top.clamp_min(0)]
         if pos.numel() == 0:
             return torch.full_like(top, math.inf)
@@ -440,16 +532,34 @@ class Quadratic:
                        tol: float = 1e-12, generator: torch.Generator | None = None,
                        reorthogonalize: bool = True) -> Tensor:
         """The largest eigenvalue of ``H`` from Hessian-vector products (0-d):
-        :func:`dltheory.spectra.top_eigenvalue` on :meth:`hvp`."""
-        return spectra.top_eigenvalue(self.hvp, self.n_params, method=method, steps=steps,
+        :func:`dltheory.spectra.top_eigenvalue` on :meth:`hvp`. The random start vector
+        comes from ``generator``, by default one seeded from the profile
+        (:func:`dltheory.validation.generator`): torch's global generator is never used."""
+        fn = "landscape.Quadratic.top_eigenvalue"
+        validation.choice(method, "method", ("lanczos", "power"), fn=fn)
+        steps = validation.integer(steps, "steps", fn=fn, lo=1)
+        tol = validation.real(tol, "tol", fn=fn, lo=0)
+        reorthogonalize = validation.boolean(reorthogonalize, "reorthogonalize", fn=fn)
+        generator = validation.generator(generator, fn=fn)
+        return spectra.top_eigenvalue(self._hvp, self.n_params, method=method, steps=steps,
                                       tol=tol, generator=generator, dtype=self.Z.dtype,
                                       device=self.Z.device, reorthogonalize=reorthogonalize)
 
     def trace_hutchinson(self, probes: int, *,
                          generator: torch.Generator | None = None) -> Tensor:
-        """Hutchinson's samples ``v^T H v`` (Rademacher ``v``), ``[probes]``."""
-        return spectra.hutchinson_trace(self.hvp, self.n_params, probes, generator=generator,
+        """Hutchinson's samples ``v^T H v`` (Rademacher ``v``), ``[probes]``; ``v`` is drawn
+        from ``generator``, by default one seeded from the profile (never torch's global
+        generator)."""
+        fn = "landscape.Quadratic.trace_hutchinson"
+        probes = validation.integer(probes, "probes", fn=fn, lo=1)
+        generator = validation.generator(generator, fn=fn)
+        return spectra.hutchinson_trace(self._hvp, self.n_params, probes, generator=generator,
                                         dtype=self.Z.dtype, device=self.Z.device)
+
+
+def _rtol(rtol, fn: str) -> float | None:
+    """``rtol``: None (the default ``P * eps``) or a finite real ``>= 0``."""
+    return None if rtol is None else validation.real(rtol, "rtol", fn=fn, lo=0)
 
 
 def _dense_hessian(Z: Tensor, J: Tensor, shape: tuple[int, int], scale: float) -> Tensor:
@@ -505,25 +615,31 @@ def layer_quadratic(net: nn.Module, layer, X: Tensor, Y: Tensor, *, loss: str = 
     is then a matrix product (``Linear``) or ``M^T M`` with ``M [N k, P]`` (convolutions);
     no per-example ``P``-sized Jacobian is formed for ``Linear`` layers.
 
-    Raises ``ValueError`` for another loss, mismatched ``X``/``Y``, non-finite data or a
-    layer called twice; ``IndexError`` for a layer out of range;
-    :class:`dltheory.cpa.NotCPAError` for a network that is not CPA.
+    Raises :class:`dltheory.errors.InputError` (a ``ValueError``) for another loss,
+    mismatched ``X``/``Y``, empty or non-finite data, a network with NaN weights or with
+    batch norm or dropout in training mode, or a layer called twice;
+    :class:`LayerIndexError` (also an ``IndexError``) for a layer out of range;
+    :class:`dltheory.cpa.NotCPAError` for a network that is not CPA. The network is handed
+    a private copy of ``X``: neither ``X`` nor ``net`` is modified.
     """
-    _check_loss(loss, reduction)
+    fn = "landscape.layer_quadratic"
+    _check_loss(loss, reduction, fn)
+    dense = validation.boolean(dense, "dense", fn=fn)
+    strict = validation.boolean(strict, "strict", fn=fn)
+    validation.network(net, "net", fn=fn)
     if strict:
         cpa.validate(net)
-    info = _layer(net, layer)
-    _check_x(net, X)
+    info = _layer(net, layer, fn)
+    X = _inputs(net, X, fn)
+    Y = _targets(Y, X, fn)
     if dense and info.n_params > DENSE_MAX_PARAMS:
-        raise ValueError(f"layer {info.index} ({info.path}) has P = {info.n_params} parameters: "
-                         f"a dense Hessian would take {info.n_params ** 2 * 8 / 2**30:.3g} GiB "
+        raise InputError(f"{fn}: layer {info.index} ({info.path}) has P = {info.n_params} "
+                         f"parameters: a dense Hessian would take "
+                         f"{info.n_params ** 2 * 8 / 2**30:.3g} GiB "
                          f"(limit P <= {DENSE_MAX_PARAMS}); pass dense=False and use "
                          "Quadratic.hvp / top_eigenvalue / trace")
-    if isinstance(Y, Tensor) and (Y.ndim == 0 or Y.shape[0] != X.shape[0]):
-        raise ValueError(f"X and Y do not pair: X has shape {tuple(X.shape)}, Y has shape "
-                         f"{tuple(Y.shape)} (the first dimension is the number of points)")
-    f, Z, J = _capture(net, info, X)
-    Yf = _check_y(Y, f)
+    f, Z, J = _capture(net, info, X, fn)
+    Yf = _match(Y, f, fn)
     N = X.shape[0]
     scale = 1.0 / N if reduction == "mean" else 1.0
     e = f - Yf                                                  # [N, k]
@@ -531,7 +647,7 @@ def layer_quadratic(net: nn.Module, layer, X: Tensor, Y: Tensor, *, loss: str = 
     u = torch.einsum("naop,na->nop", J, e)
     g = (2 * scale) * torch.einsum("nop,njp->oj", u, Z).reshape(-1)
     H = _dense_hessian(Z, J, info.shape, scale) if dense else None
-    return Quadratic(info, layer_params(net, info).to(Z.dtype), c, g, H, Z, J, e, scale)
+    return Quadratic(info, _layer_params(info).to(Z.dtype), c, g, H, Z, J, e, scale)
 
 
 # ----------------------------------------------------------------------------- the line
@@ -542,26 +658,32 @@ def loss_along(net: nn.Module, layer, direction: Tensor, X: Tensor, Y: Tensor, t
     """The true loss at ``theta0 + t d`` for each ``t`` ``[T]``: ``[T]``.
 
     Evaluates the network with the layer's parameters replaced
-    (:func:`torch.func.functional_call`), one forward pass per ``t``; the network is not
-    modified.
+    (:func:`torch.func.functional_call`), one forward pass per ``t``, each on a private
+    copy of ``X``; neither ``net`` nor ``X`` is modified. ``direction [P]``,
+    ``X [N, *in_shape]`` and ``Y`` as in :func:`layer_quadratic`; ``t``: a number, a
+    sequence or a tensor of finite reals.
     """
-    _check_loss(loss, reduction)
+    fn = "landscape.loss_along"
+    _check_loss(loss, reduction, fn)
+    strict = validation.boolean(strict, "strict", fn=fn)
+    validation.network(net, "net", fn=fn)
     if strict:
         cpa.validate(net)
-    info = _layer(net, layer)
-    _check_x(net, X)
-    theta0 = layer_params(net, info)
-    d = _direction(info, direction, theta0)
-    t = torch.as_tensor(t, dtype=theta0.dtype, device=theta0.device).reshape(-1)
+    info = _layer(net, layer, fn)
+    X = _inputs(net, X, fn)
+    Y = _targets(Y, X, fn)
+    theta0 = _layer_params(info)
+    d = _direction(info, direction, theta0, "direction", fn)
+    t = _line(t, theta0, fn).reshape(-1)
     out = []
     prefix = f"{info.path}." if info.path else ""
     with torch.no_grad():
         for ti in t:
             params = {prefix + k: v for k, v in _split(info, theta0 + ti * d).items()}
-            f = torch.func.functional_call(net, params, (X,)).reshape(X.shape[0], -1)
+            f = _forward(net, X, fn, params, f" at t = {float(ti):g}").reshape(X.shape[0], -1)
             if not out:
-                Yf = _check_y(Y, f)
-            out.append(squared_loss(f, Yf, reduction))
+                Yf = _match(Y, f, fn)
+            out.append(_squared(f, Yf, reduction, fn))
     return torch.stack(out)
 
 
@@ -573,7 +695,7 @@ def _apply_layer(info: LayerInfo, z: Tensor, params: dict[str, Tensor]) -> Tenso
 
 
 def _sites_rows(net: nn.Module, info: LayerInfo, dparams: dict[str, Tensor], X: Tensor,
-                t: Tensor, point: Tensor, chunk: int) -> list[tuple[str, Tensor]]:
+                t: Tensor, point: Tensor, chunk: int, fn: str) -> list[tuple[str, Tensor]]:
     """Every site of ``net`` for the rows ``(t[r], point[r])``: training point
     ``X[point[r]]`` with layer ``info`` at ``theta0 + t[r] d``. Returns ``(kind, values)``
     per site, ``values [R, U]`` (unit sites) or ``[R, G, k]`` (max sites).
@@ -594,11 +716,23 @@ def _sites_rows(net: nn.Module, info: LayerInfo, dparams: dict[str, Tensor], X: 
                 sites = cpa.trace(net, X[point[s:s + chunk]])
         finally:
             handle.remove()
+        for site in sites:
+            validation.finite_output(site.pre, "the network along theta0 + t d for t in "
+                                     "[t_min, t_max]", fn=fn, cause="t_min, t_max or "
+                                     "direction are too large for the dtype")
         parts.append([(site.kind, site.pre if site.kind == "max"
                        else site.pre.reshape(len(tb), -1)) for site in sites])
     if len(parts) == 1:
         return parts[0]
     return [(p[0][0], torch.cat([q[1] for q in p])) for p in zip(*parts, strict=True)]
+
+
+def _magnitude(values: Tensor) -> float:
+    """The largest magnitude among ``values`` (0 for none), without an ``abs`` copy."""
+    if not values.numel():
+        return 0.0
+    lo, hi = torch.aminmax(values)
+    return max(float(hi), -float(lo))
 
 
 def _row_roots(t: Tensor, point: Tensor, kind: str, vals: Tensor, eps: float):
@@ -689,34 +823,40 @@ def parameter_breakpoints(net: nn.Module, layer, direction: Tensor, X: Tensor, *
     ``flips [B, N]`` (bool), the points whose code changes at each breakpoint.
     Tolerances as in :mod:`dltheory.regions` (``ZERO_TOL`` relative, ``tol`` in ``t``).
     """
+    fn = "landscape.parameter_breakpoints"
+    validation.network(net, "net", fn=fn)
     cpa.validate(net)
-    info = _layer(net, layer)
-    _check_x(net, X)
-    t_min, t_max = float(t_min), float(t_max)
-    if not (math.isfinite(t_min) and math.isfinite(t_max) and t_min < t_max):
-        raise ValueError(f"need finite t_min < t_max, got t_min={t_min}, t_max={t_max}")
-    theta0 = layer_params(net, info)
-    d = _direction(info, direction, theta0)
+    info = _layer(net, layer, fn)
+    X = _inputs(net, X, fn)
+    t_min = validation.real(t_min, "t_min", fn=fn)
+    t_max = validation.real(t_max, "t_max", fn=fn)
+    if not t_min < t_max:
+        raise InputError(f"{fn}: need t_min < t_max, got t_min={t_min:g}, t_max={t_max:g}")
+    tol = validation.real(tol, "tol", fn=fn, lo=0)
+    return_flips = validation.boolean(return_flips, "return_flips", fn=fn)
+    chunk = validation.integer(chunk, "chunk", fn=fn, lo=1)
+    theta0 = _layer_params(info)
+    d = _direction(info, direction, theta0, "direction", fn)
     if not d.abs().max() > 0:
-        raise ValueError("direction is zero: the line does not move")
+        raise InputError(f"{fn}: direction is zero: the line does not move")
     dparams = _split(info, d)
     N = X.shape[0]
     dev = theta0.device
     ends = torch.tensor([t_min, t_max], dtype=theta0.dtype, device=dev)
     t = ends.repeat_interleave(N)
     point = torch.arange(N, device=dev).repeat(2)
-    sites = _sites_rows(net, info, dparams, X, t, point, chunk)
+    sites = _sites_rows(net, info, dparams, X, t, point, chunk, fn)
     kinds = [k for k, _ in sites]
     cache: list[Tensor | None] = [v for _, v in sites]
     for j, kind in enumerate(kinds):
         o = _order(t, point)
         vals = cache[j][o]
-        eps = regions.ZERO_TOL * regions._scale(vals)
+        eps = regions.ZERO_TOL * _magnitude(vals)
         rt, rp = _row_roots(t[o], point[o], kind, vals, eps)
         rt, rp = _fresh_rows(t, point, rt, rp, tol)
         cache[j] = None
         if rt.numel() and j + 1 < len(kinds):
-            more = _sites_rows(net, info, dparams, X, rt, rp, chunk)
+            more = _sites_rows(net, info, dparams, X, rt, rp, chunk, fn)
             for i in range(j + 1, len(kinds)):
                 cache[i] = torch.cat([cache[i], more[i][1]])
         t, point = torch.cat([t, rt]), torch.cat([point, rp])
@@ -725,7 +865,7 @@ def parameter_breakpoints(net: nn.Module, layer, direction: Tensor, X: Tensor, *
     inner = point[1:] == point[:-1]                            # consecutive rows, one point
     mids = ((t[1:] + t[:-1]) / 2)[inner]
     mid_point = point[1:][inner]
-    codes = _row_codes(_sites_rows(net, info, dparams, X, mids, mid_point, chunk))
+    codes = _row_codes(_sites_rows(net, info, dparams, X, mids, mid_point, chunk, fn))
     # breakpoint rows: rows with a row of the same point on both sides
     is_break = torch.zeros_like(inner)
     is_break[:-1] = inner[:-1] & inner[1:]

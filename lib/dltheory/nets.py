@@ -27,11 +27,15 @@ chapters build the non-CPA networks of their negative controls.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+
+from . import validation
+from .errors import InputError, InputTypeError
 
 ACTIVATIONS = ("relu", "leaky_relu", "abs", "maxout")
 POOLS = ("max", "avg", None)
@@ -56,13 +60,11 @@ class Maxout(nn.Module):
 
     def __init__(self, k: int = 2) -> None:
         super().__init__()
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"Maxout: k must be an int >= 1, got {k!r}")
-        self.k = k
+        self.k = validation.integer(k, "k", fn="nets.Maxout", lo=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim < 2 or x.shape[1] % self.k:
-            raise ValueError(
+            raise InputError(
                 f"Maxout(k={self.k}) needs an input [B, C*{self.k}, ...] whose channel count "
                 f"is a multiple of {self.k}, got shape {tuple(x.shape)}"
             )
@@ -76,9 +78,17 @@ class Maxout(nn.Module):
 def activation(name: str, *, negative_slope: float = 0.1, k: int = 2) -> nn.Module:
     """A new activation module by name.
 
-    ``"relu"`` -> ``nn.ReLU()``; ``"leaky_relu"`` -> ``nn.LeakyReLU(negative_slope)``;
-    ``"abs"`` -> :class:`Abs`; ``"maxout"`` -> :class:`Maxout` ``(k)``.
+    ``"relu"`` -> ``nn.ReLU()``; ``"leaky_relu"`` -> ``nn.LeakyReLU(negative_slope)``
+    (``negative_slope`` a finite real); ``"abs"`` -> :class:`Abs`; ``"maxout"`` ->
+    :class:`Maxout` ``(k)`` (``k >= 1`` an int, checked for every name).
     """
+    return _activation(name, "name", "nets.activation", negative_slope, k)
+
+
+def _activation(name, arg: str, fn: str, negative_slope: float = 0.1, k: int = 2) -> nn.Module:
+    """:func:`activation`, with errors that name the caller's argument ``arg`` and ``fn``."""
+    negative_slope = validation.real(negative_slope, "negative_slope", fn=fn)
+    k = validation.integer(k, "maxout_k" if arg == "act" else "k", fn=fn, lo=1)
     if name == "relu":
         return nn.ReLU()
     if name == "leaky_relu":
@@ -87,22 +97,24 @@ def activation(name: str, *, negative_slope: float = 0.1, k: int = 2) -> nn.Modu
         return Abs()
     if name == "maxout":
         return Maxout(k)
-    raise ValueError(f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}")
+    raise InputError(f"{fn}: {arg} is an unknown activation {name!r}; use one of "
+                     f"{', '.join(ACTIVATIONS)}")
 
 
-def _act_factory(act, maxout_k: int) -> tuple[Callable[[], nn.Module], int]:
+def _act_factory(act, maxout_k: int, fn: str) -> tuple[Callable[[], nn.Module], int]:
     """(a zero-argument factory of activation modules, the width multiplier it needs)."""
     if isinstance(act, str):
-        activation(act, k=maxout_k)  # validate the name (and k) once, with a clear error
+        _activation(act, "act", fn, k=maxout_k)  # check the name (and k) once, clearly
         return (lambda: activation(act, k=maxout_k)), (maxout_k if act == "maxout" else 1)
     if callable(act):
         probe = act()
         if not isinstance(probe, nn.Module):
-            raise TypeError(f"act must build an nn.Module, got {type(probe).__name__}")
+            raise InputTypeError(f"{fn}: act must build an nn.Module, got "
+                                 f"{type(probe).__name__}")
         return act, (probe.k if isinstance(probe, Maxout) else 1)
-    raise TypeError(
-        f"act must be one of {', '.join(ACTIVATIONS)} or a callable returning a module, "
-        f"got {act!r}"
+    raise InputTypeError(
+        f"{fn}: act must be one of {', '.join(ACTIVATIONS)} or a callable returning a "
+        f"module, got {act!r}"
     )
 
 
@@ -123,7 +135,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
         if y.shape != x.shape:
-            raise ValueError(
+            raise InputError(
                 f"ResidualBlock: body maps shape {tuple(x.shape)} to {tuple(y.shape)}; a "
                 "residual block needs the same shape in and out"
             )
@@ -147,7 +159,7 @@ class DenseBlock(nn.Module):
         for i, layer in enumerate(self.layers):
             y = layer(h)
             if y.ndim != h.ndim or y.shape[0] != h.shape[0] or y.shape[2:] != h.shape[2:]:
-                raise ValueError(
+                raise InputError(
                     f"DenseBlock: layer {i} maps shape {tuple(h.shape)} to {tuple(y.shape)}; "
                     "it must keep the batch and spatial dimensions to be concatenated"
                 )
@@ -158,22 +170,12 @@ class DenseBlock(nn.Module):
 # --------------------------------------------------------------------------- init helpers
 
 
-def _check_dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return dtype
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
-    return seed
-
-
-def _check_width(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+def _widths(values, name: str, fn: str) -> list[int]:
+    """``values`` (a sequence of ints >= 1) as a list; ``name[i]`` names a bad entry."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InputTypeError(f"{fn}: {name} must be a sequence of positive ints, got "
+                             f"{values!r}")
+    return [validation.integer(w, f"{name}[{i}]", fn=fn, lo=1) for i, w in enumerate(values)]
 
 
 def _init_(weight: nn.Parameter, bias: nn.Parameter | None, fan_in: int,
@@ -186,50 +188,90 @@ def _init_(weight: nn.Parameter, bias: nn.Parameter | None, fan_in: int,
             bias.copy_(torch.randn(bias.shape, generator=gen, dtype=torch.float64) * bias_std)
 
 
+class _TooLarge(Exception):
+    """A layer whose allocation failed: its size overflows int64 or the memory."""
+
+
+def _allocate(make: Callable[[], nn.Module], shape: tuple) -> nn.Module:
+    """``make()``, with a failed allocation turned into :class:`_TooLarge` (``shape``)."""
+    try:
+        return make()
+    except (RuntimeError, TypeError, OverflowError, MemoryError) as err:
+        raise _TooLarge(shape) from err
+
+
+def _sized(fn: str, names: str):
+    """Decorate a factory: a layer too large to allocate is an ``InputError`` naming the
+    size arguments ``names``."""
+    def wrap(factory):
+        @functools.wraps(factory)
+        def build(*args, **kwargs):
+            try:
+                return factory(*args, **kwargs)
+            except _TooLarge as err:
+                why = str(err.__cause__).splitlines()[0] if str(err.__cause__) else ""
+                raise InputError(f"{fn}: {names} give a layer of shape {err.args[0]} that "
+                                 f"cannot be allocated ({why}); pass smaller sizes"
+                                 ) from err.__cause__
+        return build
+    return wrap
+
+
 def _linear(d_in: int, d_out: int, *, bias: bool, gen, dtype, bias_std: float) -> nn.Linear:
-    # skip_init builds on the meta device: no draw from torch's global generator.
-    layer = nn.utils.skip_init(nn.Linear, d_in, d_out, bias=bias, dtype=dtype)
-    _init_(layer.weight, layer.bias, d_in, gen, bias_std)
-    return layer
+    def make():
+        # skip_init builds on the meta device: no draw from torch's global generator.
+        layer = nn.utils.skip_init(nn.Linear, d_in, d_out, bias=bias, dtype=dtype)
+        _init_(layer.weight, layer.bias, d_in, gen, bias_std)
+        return layer
+    return _allocate(make, (d_out, d_in))
 
 
 def _conv(c_in: int, c_out: int, *, gen, dtype, bias_std: float) -> nn.Conv2d:
-    layer = nn.utils.skip_init(nn.Conv2d, c_in, c_out, 3, padding=1, dtype=dtype)
-    _init_(layer.weight, layer.bias, c_in * 9, gen, bias_std)
-    return layer
+    def make():
+        layer = nn.utils.skip_init(nn.Conv2d, c_in, c_out, 3, padding=1, dtype=dtype)
+        _init_(layer.weight, layer.bias, c_in * 9, gen, bias_std)
+        return layer
+    return _allocate(make, (c_out, c_in, 3, 3))
 
 
 def _batchnorm(cls, n: int, dtype) -> nn.Module:
-    layer = nn.utils.skip_init(cls, n, dtype=dtype)
-    layer.reset_parameters()  # weight 1, bias 0, running mean 0 and variance 1
-    return layer
+    def make():
+        layer = nn.utils.skip_init(cls, n, dtype=dtype)
+        layer.reset_parameters()  # weight 1, bias 0, running mean 0 and variance 1
+        return layer
+    return _allocate(make, (n,))
 
 
-def _setup(act, maxout_k: int, seed, dtype, bias_std):
+def _setup(act, maxout_k: int, seed, dtype, bias_std, fn: str, **flags):
     """The checked arguments every factory shares: the activation factory and its rank ``k``,
-    a local generator seeded with ``seed``, the dtype and the bias standard deviation."""
-    make_act, k = _act_factory(act, maxout_k)
-    gen = torch.Generator().manual_seed(_check_seed(seed))
-    return make_act, k, gen, _check_dtype(dtype), _validate_bias_std(bias_std)
+    a local generator seeded with ``seed``, the dtype and the bias standard deviation; the
+    boolean ``flags`` (``bias=``, ``batchnorm=``) are checked too."""
+    for name, value in flags.items():
+        validation.boolean(value, name, fn=fn)
+    maxout_k = validation.integer(maxout_k, "maxout_k", fn=fn, lo=1)
+    seed = validation.integer(seed, "seed", fn=fn, lo=0, hi=2**63 - 1)
+    dtype = validation.floating_dtype(dtype, fn=fn)
+    bias_std = validation.real(bias_std, "bias_std", fn=fn, lo=0)
+    make_act, k = _act_factory(act, maxout_k, fn)
+    return make_act, k, torch.Generator().manual_seed(seed), dtype, bias_std
 
 
-def _check_in_shape(in_shape) -> tuple[int, int, int]:
+def _check_in_shape(in_shape, fn: str) -> tuple[int, int, int]:
+    if isinstance(in_shape, str | bytes) or not isinstance(in_shape, Iterable):
+        raise InputTypeError(f"{fn}: in_shape must be (C, H, W) of positive ints, got "
+                             f"{in_shape!r}")
     shape = tuple(in_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and s >= 1 for s in shape):
-        raise ValueError(f"in_shape must be (C, H, W) of positive ints, got {in_shape!r}")
-    return shape
-
-
-def _validate_bias_std(bias_std) -> float:
-    bias_std = float(bias_std)
-    if not (bias_std >= 0 and math.isfinite(bias_std)):
-        raise ValueError(f"bias_std must be finite and >= 0, got {bias_std}")
-    return bias_std
+    if len(shape) != 3:
+        raise InputError(f"{fn}: in_shape must be (C, H, W) of positive ints, got "
+                         f"{in_shape!r}")
+    return tuple(validation.integer(s, f"in_shape[{i}]", fn=fn, lo=1)
+                 for i, s in enumerate(shape))
 
 
 # --------------------------------------------------------------------------- factories
 
 
+@_sized("nets.mlp", "widths")
 def mlp(
     widths: Sequence[int],
     act="relu",
@@ -248,10 +290,12 @@ def mlp(
     With ``act="maxout"`` a hidden layer of width ``h`` is ``Linear(., h*k) -> [BN] ->
     Maxout(k)``, so ``h`` is the width after the maxout.
     """
-    widths = [_check_width(f"widths[{i}]", w) for i, w in enumerate(widths)]
+    fn = "nets.mlp"
+    widths = _widths(widths, "widths", fn)
     if len(widths) < 2:
-        raise ValueError(f"widths needs at least [d_in, d_out], got {widths!r}")
-    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
+        raise InputError(f"{fn}: widths needs at least [d_in, d_out], got {widths!r}")
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std, fn,
+                                               bias=bias, batchnorm=batchnorm)
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         last = i == len(widths) - 2
@@ -265,6 +309,7 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+@_sized("nets.convnet", "in_shape, channels or n_out")
 def convnet(
     in_shape: Sequence[int] = (1, 8, 8),
     channels: Sequence[int] = (8, 16),
@@ -284,12 +329,13 @@ def convnet(
     (``pool`` is ``"max"``, ``"avg"`` or ``None``); then ``Flatten -> Linear``. Pooling
     halves H and W (rounding down).
     """
-    C, H, W = _check_in_shape(in_shape)
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    channels = [_check_width(f"channels[{i}]", c) for i, c in enumerate(channels)]
-    _check_width("n_out", n_out)
-    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
+    fn = "nets.convnet"
+    C, H, W = _check_in_shape(in_shape, fn)
+    validation.choice(pool, "pool", POOLS, fn=fn)
+    channels = _widths(channels, "channels", fn)
+    n_out = validation.integer(n_out, "n_out", fn=fn, lo=1)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std, fn,
+                                               batchnorm=batchnorm)
     layers: list[nn.Module] = []
     c_in = C
     for stage, c in enumerate(channels):
@@ -299,8 +345,8 @@ def convnet(
         layers.append(make_act())
         if pool is not None:
             if H < 2 or W < 2:
-                raise ValueError(
-                    f"convnet: a 2x2 pool needs H, W >= 2, but the input {tuple(in_shape)} "
+                raise InputError(
+                    f"{fn}: a 2x2 pool needs H, W >= 2, but the input {tuple(in_shape)} "
                     f"shrinks to {H}x{W} before stage {stage}; use fewer stages or "
                     "pool=None"
                 )
@@ -320,6 +366,7 @@ def _stem(C: int, width: int, k: int, make_act, batchnorm: bool, gen, dtype, bia
     return layers
 
 
+@_sized("nets.resnet", "in_shape, width or n_out")
 def resnet(
     in_shape: Sequence[int] = (1, 8, 8),
     width: int = 8,
@@ -339,12 +386,13 @@ def resnet(
     computing ``x + conv2(act(conv1(x)))`` (3x3 convolutions, padding 1, with batch norm
     after each convolution when ``batchnorm``), then ``Flatten -> Linear``.
     """
-    C, H, W = _check_in_shape(in_shape)
-    _check_width("width", width)
-    _check_width("n_out", n_out)
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
-        raise ValueError(f"blocks must be an int >= 0, got {blocks!r}")
-    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
+    fn = "nets.resnet"
+    C, H, W = _check_in_shape(in_shape, fn)
+    width = validation.integer(width, "width", fn=fn, lo=1)
+    n_out = validation.integer(n_out, "n_out", fn=fn, lo=1)
+    blocks = validation.integer(blocks, "blocks", fn=fn, lo=0)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std, fn,
+                                               batchnorm=batchnorm)
     layers = _stem(C, width, k, make_act, batchnorm, gen, dtype, bias_std)
     for _ in range(blocks):
         body = [_conv(width, width * k, gen=gen, dtype=dtype, bias_std=bias_std)]
@@ -359,6 +407,7 @@ def resnet(
     return nn.Sequential(*layers)
 
 
+@_sized("nets.densenet", "in_shape, growth, layers, width or n_out")
 def densenet(
     in_shape: Sequence[int] = (1, 8, 8),
     growth: int = 4,
@@ -379,13 +428,14 @@ def densenet(
     layers, each ``act([BN](conv3x3(h)))`` with ``growth`` channels concatenated to ``h``
     (``width + layers*growth`` channels at the end), then ``Flatten -> Linear``.
     """
-    C, H, W = _check_in_shape(in_shape)
-    _check_width("growth", growth)
-    _check_width("width", width)
-    _check_width("n_out", n_out)
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
-        raise ValueError(f"layers must be an int >= 0, got {layers!r}")
-    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std)
+    fn = "nets.densenet"
+    C, H, W = _check_in_shape(in_shape, fn)
+    growth = validation.integer(growth, "growth", fn=fn, lo=1)
+    width = validation.integer(width, "width", fn=fn, lo=1)
+    n_out = validation.integer(n_out, "n_out", fn=fn, lo=1)
+    layers = validation.integer(layers, "layers", fn=fn, lo=0)
+    make_act, k, gen, dtype, bias_std = _setup(act, maxout_k, seed, dtype, bias_std, fn,
+                                               batchnorm=batchnorm)
     stem = _stem(C, width, k, make_act, batchnorm, gen, dtype, bias_std)
     dense = []
     for i in range(layers):
@@ -407,6 +457,8 @@ def spline_eval(net: nn.Module) -> nn.Module:
     """Put ``net`` in eval mode (fixed batch-norm statistics, no dropout) and return it.
 
     In eval mode batch norm is a fixed per-channel affine map, so the network is a CPA
-    function of each input on its own, which is what :mod:`dltheory.cpa` analyses.
+    function of each input on its own, which is what :mod:`dltheory.cpa` analyses. A
+    network with a NaN or inf parameter or buffer is refused (it has no spline view).
     """
+    validation.network(net, "net", fn="nets.spline_eval", eval_only=False)
     return net.eval()
