@@ -115,8 +115,8 @@ def test_slope_interval_coverage():
     ([1.0, 1.0, 1.0], [0.0, 1.0, 2.0], r"x is constant: the slope is undefined"),
     ([0.0, math.nan, 2.0], [0.0, 1.0, 2.0], r"x contains NaN or inf"),
     ([0.0, 1.0, 2.0], [0.0, math.inf, 2.0], r"y contains NaN or inf"),
-    ([[0.0, 1.0, 2.0]], [0.0, 1.0, 2.0], r"x must be 1-D, got shape \(1, 3\)"),
-    (3.0, [0.0, 1.0, 2.0], r"x must be 1-D, got shape \(\)"),
+    ([[0.0, 1.0, 2.0]], [0.0, 1.0, 2.0], r"x must have 1 axis \[n\], got shape \(1, 3\)"),
+    (3.0, [0.0, 1.0, 2.0], r"x must have 1 axis \[n\], got shape \(\)"),
 ])
 def test_fit_line_errors(x, y, match):
     with pytest.raises(ValueError, match=match):
@@ -171,7 +171,7 @@ def test_mean_interval_coverage():
 @pytest.mark.parametrize(("values", "match"), [
     ([1.0], r"an interval needs at least 2 values"),
     ([1.0, math.nan, 2.0], r"values contains NaN or inf"),
-    ([[1.0, 2.0]], r"values must be 1-D"),
+    ([[1.0, 2.0]], r"values must have 1 axis"),
 ])
 def test_mean_interval_errors(values, match):
     with pytest.raises(ValueError, match=match):
@@ -241,13 +241,15 @@ def test_condition_number_of_zero_matrix_is_inf():
 @pytest.mark.parametrize("fn", [spectra.gram_eigvalsh, spectra.null_space_projector])
 @pytest.mark.parametrize("shape", [(4,), (2, 3, 4)])
 def test_spectra_shape_errors(fn, shape):
-    with pytest.raises(ValueError, match=r"X must be a matrix, got shape " + re_shape(shape)):
+    with pytest.raises(ValueError, match=r"X must have 2 axes \[n, d\], got shape "
+                       + re_shape(shape)):
         fn(torch.zeros(shape, dtype=F64))
 
 
 @pytest.mark.parametrize("shape", [(4,), (2, 3, 4)])
 def test_condition_number_shape_error(shape):
-    with pytest.raises(ValueError, match=r"A must be a matrix, got shape " + re_shape(shape)):
+    with pytest.raises(ValueError, match=r"A must have 2 axes \[m, n\], got shape "
+                       + re_shape(shape)):
         spectra.condition_number(torch.zeros(shape, dtype=F64))
 
 
@@ -334,20 +336,20 @@ _X, _Y, _ = _ls_problem(n=3, d=4)
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"X": _X[0]}, ValueError, r"X must be a matrix \[n, d\], got shape \(4,\)"),
-    ({"y": _Y[:2]}, ValueError, r"y must have shape \[3\] to match X \(3, 4\), got \(2,\)"),
-    ({"y": _Y[:, None]}, ValueError, r"y must have shape \[3\]"),
-    ({"X": _X.clone().fill_(math.nan)}, ValueError, r"X or y contains NaN or inf"),
-    ({"y": torch.full((3,), math.inf, dtype=F64)}, ValueError, r"X or y contains NaN or inf"),
-    ({"lr": 0.0}, ValueError, r"lr must be a positive number, got 0\.0"),
-    ({"lr": -0.1}, ValueError, r"lr must be a positive number, got -0\.1"),
-    ({"lr": math.nan}, ValueError, r"lr must be a positive number, got nan"),
-    ({"lr": "0.1"}, ValueError, r"lr must be a positive number, got '0\.1'"),
-    ({"steps": -1}, ValueError, r"steps must be a non-negative integer, got -1"),
-    ({"steps": 2.0}, ValueError, r"steps must be a non-negative integer, got 2\.0"),
+    ({"X": _X[0]}, ValueError, r"X must have 2 axes \[n, d\], got shape \(4,\)"),
+    ({"y": _Y[:2]}, ValueError, r"y must have shape \[3\], got \(2,\)"),
+    ({"y": _Y[:, None]}, ValueError, r"y must have 1 axis \[n\] = \[3\]"),
+    ({"X": _X.clone().fill_(math.nan)}, ValueError, r"X contains NaN or inf"),
+    ({"y": torch.full((3,), math.inf, dtype=F64)}, ValueError, r"y contains NaN or inf"),
+    ({"lr": 0.0}, ValueError, r"lr must lie in \(0, inf\), got 0"),
+    ({"lr": -0.1}, ValueError, r"lr must lie in \(0, inf\), got -0\.1"),
+    ({"lr": math.nan}, ValueError, r"lr must be a finite number, got nan"),
+    ({"lr": "0.1"}, TypeError, r"lr must be a real number, got '0\.1'"),
+    ({"steps": -1}, ValueError, r"steps must be an integer >= 0, got -1"),
+    ({"steps": 2.0}, TypeError, r"steps must be an integer, got 2\.0"),
     ({"w0": torch.zeros(5, dtype=F64)}, ValueError, r"w0 must have shape \[4\], got \(5,\)"),
-    ({"w0": torch.zeros(4, 1, dtype=F64)}, ValueError, r"w0 must be a 1-D tensor"),
-    ({"w0": torch.zeros(4, dtype=torch.int64)}, TypeError, r"w0 must be a floating-point tensor"),
+    ({"w0": torch.zeros(4, 1, dtype=F64)}, ValueError, r"w0 must have 1 axis \[d\]"),
+    ({"w0": torch.zeros(4, dtype=torch.int64)}, TypeError, r"w0 must be a real floating tensor"),
     ({"w0": torch.full((4,), math.nan, dtype=F64)}, ValueError, r"w0 contains NaN or inf"),
 ])
 def test_least_squares_gd_errors(kwargs, exc, match):
@@ -357,11 +359,11 @@ def test_least_squares_gd_errors(kwargs, exc, match):
 
 
 @pytest.mark.parametrize(("w0", "kwargs", "exc", "match"), [
-    (np.zeros(3), {}, ValueError, r"w0 must be a 1-D tensor"),
-    (torch.zeros(2, 2, dtype=F64), {}, ValueError, r"w0 must be a 1-D tensor, got torch\.Size"),
-    (torch.zeros(3, dtype=torch.int32), {}, TypeError, r"floating-point tensor, got torch\.int32"),
-    (torch.zeros(3, dtype=F64), {"lr": 0}, ValueError, r"lr must be a positive number"),
-    (torch.zeros(3, dtype=F64), {"steps": -2}, ValueError, r"steps must be a non-negative"),
+    (np.zeros(3), {}, TypeError, r"w0 must be a torch\.Tensor \[d\], got ndarray"),
+    (torch.zeros(2, 2, dtype=F64), {}, ValueError, r"w0 must have 1 axis \[d\], got shape"),
+    (torch.zeros(3, dtype=torch.int32), {}, TypeError, r"floating tensor, got dtype torch\.int32"),
+    (torch.zeros(3, dtype=F64), {"lr": 0}, ValueError, r"lr must lie in \(0, inf\)"),
+    (torch.zeros(3, dtype=F64), {"steps": -2}, ValueError, r"steps must be an integer >= 0"),
     (torch.tensor([0.0, math.inf, 0.0], dtype=F64), {}, ValueError, r"w0 contains NaN or inf"),
 ])
 def test_gd_errors(w0, kwargs, exc, match):
@@ -527,9 +529,9 @@ def test_glue_rejects_multi_element_tensors(glued, tensor):
 
 
 def test_bool_step_size_and_steps_are_rejected():
-    with pytest.raises(ValueError, match="lr must be a positive number, got True"):
+    with pytest.raises(TypeError, match="lr must be a real number, got True"):
         dynamics.least_squares_gd(_X, _Y, lr=True, steps=3)
-    with pytest.raises(ValueError, match="steps must be a non-negative integer, got True"):
+    with pytest.raises(TypeError, match="steps must be an integer, got True"):
         dynamics.least_squares_gd(_X, _Y, lr=0.1, steps=True)
 
 
@@ -556,7 +558,7 @@ def test_batched_final_iterates_equal_single_runs():
     for i in range(4):
         single = dynamics.least_squares_gd(X, y, lr=lr, steps=50, w0=W0[i]).final
         torch.testing.assert_close(finals[i], single, rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match=r"W0 must be \[S, 15\]"):
+    with pytest.raises(ValueError, match=r"W0 must have shape \[\*, 15\]"):
         dynamics.least_squares_gd_final(X, y, W0[:, :3], lr=lr, steps=5)
 
 

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from . import profile
+from .errors import InputError, InputTypeError
 
 MIME = "application/vnd.dltheory.claim+json"
 RELATIONS = ("<=", ">=", "==", "in")
@@ -324,36 +325,43 @@ def _fmt_bound(x: float) -> str:
 
 
 def _as_number(value, what: str) -> tuple[float, str | None]:
-    """Convert a scalar (python number, numpy scalar, one-element tensor) to float."""
+    """Convert a scalar (python number, numpy scalar, one-element tensor) to float; a
+    wrong type raises :class:`~dltheory.errors.InputTypeError`, a number too large for a
+    float :class:`~dltheory.errors.InputError`, each naming ``what``."""
     dtype = None
     if isinstance(value, bool | np.bool_):
-        raise TypeError(
+        raise InputTypeError(
             f"{what} must be a number, got a bool: pass the measured quantity, not the "
             "outcome of a comparison"
         )
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise TypeError(
+            raise InputTypeError(
                 f"{what} must be a scalar, got a tensor of shape {tuple(value.shape)}"
             )
         if value.dtype == torch.bool or value.is_complex():
-            raise TypeError(f"{what} must be a real number, got a {value.dtype} tensor")
+            raise InputTypeError(f"{what} must be a real number, got a {value.dtype} tensor")
         dtype = str(value.dtype).removeprefix("torch.")
         return float(value.detach().cpu().reshape(())), dtype
     if isinstance(value, np.ndarray | np.generic):
         if value.size != 1:
-            raise TypeError(f"{what} must be a scalar, got an array of shape {value.shape}")
+            raise InputTypeError(
+                f"{what} must be a scalar, got an array of shape {value.shape}")
         if value.dtype == np.bool_:
-            raise TypeError(
+            raise InputTypeError(
                 f"{what} must be a number, got a numpy bool: pass the measured quantity, not "
                 "the outcome of a comparison"
             )
         if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
-            raise TypeError(f"{what} must be a real number, got numpy dtype {value.dtype}")
+            raise InputTypeError(f"{what} must be a real number, got numpy dtype {value.dtype}")
         return float(np.asarray(value).reshape(())), str(value.dtype)
     if isinstance(value, int | float):
-        return float(value), None
-    raise TypeError(f"{what} must be a real number, got {type(value).__name__}")
+        try:
+            return float(value), None
+        except OverflowError:
+            raise InputError(f"{what} is too large for a float (a {value.bit_length()}-bit "
+                             "integer); pass a finite number") from None
+    raise InputTypeError(f"{what} must be a real number, got {type(value).__name__}")
 
 
 class Ledger:
@@ -474,7 +482,7 @@ def check(
     atol = _as_number(atol, f"claim {name!r}: atol")[0]
     rtol = _as_number(rtol, f"claim {name!r}: rtol")[0]
     if not (atol >= 0 and rtol >= 0 and math.isfinite(atol) and math.isfinite(rtol)):
-        raise ValueError(f"claim {name!r}: tolerances must be >= 0 and finite, got "
+        raise InputError(f"claim {name!r}: tolerances must be >= 0 and finite, got "
                          f"atol={atol}, rtol={rtol}")
     if relation != "==" and (atol or rtol):
         raise ValueError(
@@ -530,17 +538,18 @@ def _as_target(target, relation: str, what: str) -> float | tuple[float, float]:
     ``what`` names the claim (and the rival) in the error."""
     if relation == "in":
         if not isinstance(target, tuple | list) or len(target) != 2:
-            raise TypeError(f"{what}: relation 'in' needs target=(lo, hi), got {target!r}")
+            raise InputTypeError(f"{what}: relation 'in' needs target=(lo, hi), got "
+                                 f"{target!r}")
         lo = _as_number(target[0], f"{what}: lower bound")[0]
         hi = _as_number(target[1], f"{what}: upper bound")[0]
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"{what}: interval ends must be finite, got [{lo}, {hi}]")
+            raise InputError(f"{what}: interval ends must be finite, got [{lo}, {hi}]")
         if not lo <= hi:
-            raise ValueError(f"{what}: empty interval [{lo}, {hi}]")
+            raise InputError(f"{what}: empty interval [{lo}, {hi}]")
         return (lo, hi)
     t = _as_number(target, f"{what}: target")[0]
     if not math.isfinite(t):
-        raise ValueError(f"{what}: target must be finite, got {t}")
+        raise InputError(f"{what}: target must be finite, got {t}")
     return t
 
 

@@ -7,10 +7,14 @@ Conventions (shared by every function here):
   The same seed gives bitwise-identical tensors on every call.
 * **Torch out.** Results are ``torch.Tensor``; floating data obeys the keyword arguments
   ``dtype`` (default ``torch.float64``) and ``device`` (default CPU), labels are ``int64``.
-* **Never NaN, never a download.** Bad arguments raise ``ValueError`` naming the argument;
-  data whose cast to ``dtype`` would overflow is refused instead of returned.  MNIST and
-  CIFAR-10 are read only from a local folder (``root=`` or the ``DLTHEORY_DATA`` environment
-  variable); if the files are missing a ``FileNotFoundError`` says where they were looked for.
+* **Never NaN, never a download.** Bad arguments raise ``ValueError``
+  (:class:`dltheory.errors.InputError`, checked by :mod:`dltheory.validation`) naming the
+  function and the argument; data whose cast to ``dtype`` would overflow is refused instead
+  of returned.  MNIST and CIFAR-10 are read only from a local folder (``root=`` or the
+  ``DLTHEORY_DATA`` environment variable): MNIST's IDX files, and CIFAR-10's binary release
+  (``cifar-10-batches-bin/``, read with ``np.frombuffer``) or its python release
+  (``cifar-10-batches-py/``, pickles read by a restricted unpickler that runs no code); if
+  the files are missing a ``FileNotFoundError`` says where they were looked for.
   :func:`digits` (bundled with scikit-learn) is always available as a fallback, and
   :func:`available` lets a chapter choose.
 
@@ -19,9 +23,9 @@ Shapes in docstrings use ``n`` for the number of samples and ``d`` for the dimen
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import math
-import numbers
 import os
 import pickle
 from collections.abc import Sequence
@@ -29,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import validation
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "available",
@@ -49,67 +56,53 @@ __all__ = [
 ENV_VAR = "DLTHEORY_DATA"
 
 # --------------------------------------------------------------------------- validation
+#
+# Numbers, integers, booleans and tensors are checked by :mod:`dltheory.validation`. This
+# module's contract is that every bad argument raises a ``ValueError``: :func:`_arg` turns
+# validation's :class:`~dltheory.errors.InputTypeError` (a ``TypeError``) into an
+# :class:`~dltheory.errors.InputError` (a ``ValueError``) with the same message.
 
 
-def _int(name: str, value: object, *, minimum: int) -> int:
-    """``value`` as a Python int ``>= minimum``, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        what = {0: "a non-negative integer", 1: "a positive integer"}.get(
-            minimum, f"an integer >= {minimum}"
-        )
-        raise ValueError(f"{name} must be {what}, got {value}")
-    return value
+def _arg(check, value, name: str, fn: str, **limits):
+    """``check(value, name, fn=fn, **limits)`` (a :mod:`dltheory.validation` checker), with
+    a wrong type raised as a ``ValueError`` too."""
+    try:
+        return check(value, name, fn=fn, **limits)
+    except InputTypeError as exc:
+        raise InputError(str(exc)) from None
 
 
-def _real(name: str, value: object) -> float:
-    """``value`` as a finite Python float, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
+def _count(name: str, value, fn: str, minimum: int = 1) -> int:
+    return _arg(validation.integer, value, name, fn, lo=minimum)
 
 
-def _nonneg(name: str, value: object) -> float:
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+def _seed(seed, fn: str) -> int:
+    return _arg(validation.integer, seed, "seed", fn, lo=0)
 
 
-def _positive(name: str, value: object) -> float:
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
+def _nonneg(name: str, value, fn: str) -> float:
+    return _arg(validation.real, value, name, fn, lo=0.0)
 
 
-def _seed(seed: object) -> int:
-    return _int("seed", seed, minimum=0)
+def _float_dtype(dtype, fn: str) -> torch.dtype:
+    return _arg(validation.floating_dtype, dtype, "dtype", fn)
 
 
-def _float_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
-        raise ValueError(f"dtype must be a real floating torch dtype, got {dtype!r}")
-    return dtype
+def _root(root, fn: str):
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise InputError(f"{fn}: root must be a folder (a str or os.PathLike) or None, got "
+                         f"{type(root).__name__}")
+    return root
 
 
-def _bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
-def _to_float(array: np.ndarray, dtype: torch.dtype, device, what: str) -> torch.Tensor:
+def _to_float(array: np.ndarray, dtype: torch.dtype, device, what: str, fn: str
+              ) -> torch.Tensor:
     """Cast a NumPy array to a torch tensor, refusing non-finite results (e.g. overflow)."""
     t = torch.as_tensor(np.ascontiguousarray(array)).to(dtype=dtype)
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(
-            f"{what} is not finite in dtype {dtype} (overflow); use a wider dtype or smaller scale"
+        raise InputError(
+            f"{fn}: {what} is not finite in dtype {dtype} (overflow); use a wider dtype or "
+            "smaller scale"
         )
     return t.to(device=device)
 
@@ -144,10 +137,11 @@ def two_moons(
     Returns:
         ``X``: ``[n, 2]`` floating, ``y``: ``[n]`` int64 in ``{0, 1}``.
     """
-    n = _int("n", n, minimum=1)
-    noise = _nonneg("noise", noise)
-    rng = np.random.default_rng(_seed(seed))
-    dtype = _float_dtype(dtype)
+    fn = "data.two_moons"
+    n = _count("n", n, fn)
+    noise = _nonneg("noise", noise, fn)
+    rng = np.random.default_rng(_seed(seed, fn))
+    dtype = _float_dtype(dtype, fn)
 
     n0, n1 = n // 2, n - n // 2
     t0 = np.linspace(0.0, np.pi, n0)
@@ -157,7 +151,7 @@ def two_moons(
     X = np.concatenate([outer, inner]) + noise * rng.standard_normal((n, 2))
     y = np.concatenate([np.zeros(n0, np.int64), np.ones(n1, np.int64)])
     perm = rng.permutation(n)
-    return _to_float(X[perm], dtype, device, "X"), _labels(y[perm], device)
+    return _to_float(X[perm], dtype, device, "X", fn), _labels(y[perm], device)
 
 
 def circles(
@@ -178,13 +172,13 @@ def circles(
     Returns:
         ``X``: ``[n, 2]`` floating, ``y``: ``[n]`` int64 in ``{0, 1}``.
     """
-    n = _int("n", n, minimum=1)
-    factor = _real("factor", factor)
-    if not 0.0 < factor < 1.0:
-        raise ValueError(f"factor must satisfy 0 < factor < 1, got {factor}")
-    noise = _nonneg("noise", noise)
-    rng = np.random.default_rng(_seed(seed))
-    dtype = _float_dtype(dtype)
+    fn = "data.circles"
+    n = _count("n", n, fn)
+    factor = _arg(validation.real, factor, "factor", fn, lo=0.0, hi=1.0, lo_open=True,
+                  hi_open=True)
+    noise = _nonneg("noise", noise, fn)
+    rng = np.random.default_rng(_seed(seed, fn))
+    dtype = _float_dtype(dtype, fn)
 
     n0, n1 = n // 2, n - n // 2
     t0 = np.linspace(0.0, 2.0 * np.pi, n0, endpoint=False)
@@ -194,7 +188,7 @@ def circles(
     X = np.concatenate([outer, inner]) + noise * rng.standard_normal((n, 2))
     y = np.concatenate([np.zeros(n0, np.int64), np.ones(n1, np.int64)])
     perm = rng.permutation(n)
-    return _to_float(X[perm], dtype, device, "X"), _labels(y[perm], device)
+    return _to_float(X[perm], dtype, device, "X", fn), _labels(y[perm], device)
 
 
 # --------------------------------------------------------------------------- mixtures
@@ -223,10 +217,10 @@ def _mixture_means(k: int, d: int, sep: float, rng: np.random.Generator) -> np.n
     raise RuntimeError("could not draw distinct mixture means")  # pragma: no cover
 
 
-def _check_mixture_args(k: object, d: object, sep: object) -> tuple[int, int, float]:
-    k = _int("k", k, minimum=2)
-    d = _int("d", d, minimum=1)
-    sep = _positive("sep", sep)
+def _check_mixture_args(k: object, d: object, sep: object, fn: str) -> tuple[int, int, float]:
+    k = _count("k", k, fn, minimum=2)
+    d = _count("d", d, fn)
+    sep = _arg(validation.real, sep, "sep", fn, lo=0.0, lo_open=True)
     return k, d, sep
 
 
@@ -247,9 +241,11 @@ def gaussian_mixture_means(
     Returns:
         ``means``: ``[k, d]`` floating.
     """
-    k, d, sep = _check_mixture_args(k, d, sep)
-    means_rng, _ = _mixture_streams(_seed(seed))
-    return _to_float(_mixture_means(k, d, sep, means_rng), _float_dtype(dtype), device, "means")
+    fn = "data.gaussian_mixture_means"
+    k, d, sep = _check_mixture_args(k, d, sep, fn)
+    means_rng, _ = _mixture_streams(_seed(seed, fn))
+    dtype = _float_dtype(dtype, fn)
+    return _to_float(_mixture_means(k, d, sep, means_rng), dtype, device, "means", fn)
 
 
 def gaussian_mixture(
@@ -272,15 +268,16 @@ def gaussian_mixture(
     Returns:
         ``X``: ``[n, d]`` floating, ``y``: ``[n]`` int64 in ``0..k-1``.
     """
-    n = _int("n", n, minimum=1)
-    k, d, sep = _check_mixture_args(k, d, sep)
-    std = _nonneg("std", std)
-    dtype = _float_dtype(dtype)
-    means_rng, rng = _mixture_streams(_seed(seed))
+    fn = "data.gaussian_mixture"
+    n = _count("n", n, fn)
+    k, d, sep = _check_mixture_args(k, d, sep, fn)
+    std = _nonneg("std", std, fn)
+    dtype = _float_dtype(dtype, fn)
+    means_rng, rng = _mixture_streams(_seed(seed, fn))
     mu = _mixture_means(k, d, sep, means_rng)
     y = _balanced_labels(n, k, rng)
     X = mu[y] + std * rng.standard_normal((n, d))
-    return _to_float(X, dtype, device, "X"), _labels(y, device)
+    return _to_float(X, dtype, device, "X", fn), _labels(y, device)
 
 
 # --------------------------------------------------------------------------- regression
@@ -305,14 +302,16 @@ def sparse_regression(
     Returns:
         ``X``: ``[n, d]``, ``y``: ``[n]``, ``w_star``: ``[d]``, all floating.
     """
-    n = _int("n", n, minimum=1)
-    d = _int("d", d, minimum=1)
-    k = _int("k", k, minimum=0)
+    fn = "data.sparse_regression"
+    n = _count("n", n, fn)
+    d = _count("d", d, fn)
+    k = _count("k", k, fn, minimum=0)
     if k > d:
-        raise ValueError(f"k must be <= d (number of nonzeros <= dimension), got k={k}, d={d}")
-    noise = _nonneg("noise", noise)
-    dtype = _float_dtype(dtype)
-    rng = np.random.default_rng(_seed(seed))
+        raise InputError(f"{fn}: k must be <= d (number of nonzeros <= dimension), got k={k}, "
+                         f"d={d}")
+    noise = _nonneg("noise", noise, fn)
+    dtype = _float_dtype(dtype, fn)
+    rng = np.random.default_rng(_seed(seed, fn))
 
     X = rng.standard_normal((n, d))
     support = rng.choice(d, size=k, replace=False)
@@ -321,9 +320,9 @@ def sparse_regression(
     w[support] = signs * rng.uniform(1.0, 2.0, size=k)
     y = X @ w + noise * rng.standard_normal(n)
     return (
-        _to_float(X, dtype, device, "X"),
-        _to_float(y, dtype, device, "y"),
-        _to_float(w, dtype, device, "w_star"),
+        _to_float(X, dtype, device, "X", fn),
+        _to_float(y, dtype, device, "y", fn),
+        _to_float(w, dtype, device, "w_star", fn),
     )
 
 
@@ -358,34 +357,41 @@ def low_rank(
     Returns:
         ``M``: ``[m, n]`` floating.
     """
-    m = _int("m", m, minimum=1)
-    n = _int("n", n, minimum=1)
-    r = _int("r", r, minimum=1)
+    fn = "data.low_rank"
+    m = _count("m", m, fn)
+    n = _count("n", n, fn)
+    r = _count("r", r, fn)
     if r > min(m, n):
-        raise ValueError(f"rank r must be <= min(m, n) = {min(m, n)}, got r={r}")
-    if singular_values is None:
-        s = np.ones(r)
-    else:
-        if isinstance(singular_values, torch.Tensor):
-            singular_values = singular_values.detach().cpu().numpy()
-        try:
-            s = np.asarray(singular_values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"singular_values must be a 1-D sequence of numbers, got {singular_values!r}"
-            ) from exc
-        if s.ndim != 1 or s.shape[0] != r:
-            raise ValueError(
-                f"singular_values must be 1-D of length r={r}, got shape {tuple(s.shape)}"
-            )
-        if not np.all(np.isfinite(s)) or not np.all(s > 0):
-            raise ValueError(f"singular_values must be finite and > 0, got {s.tolist()}")
-        s = np.sort(s)[::-1]
-    dtype = _float_dtype(dtype)
-    rng = np.random.default_rng(_seed(seed))
+        raise InputError(f"{fn}: rank r must be <= min(m, n) = {min(m, n)}, got r={r}")
+    s = np.ones(r) if singular_values is None else _singular_values(singular_values, r, fn)
+    dtype = _float_dtype(dtype, fn)
+    rng = np.random.default_rng(_seed(seed, fn))
     U = _orthonormal_columns(m, r, rng)
     V = _orthonormal_columns(n, r, rng)
-    return _to_float((U * s) @ V.T, dtype, device, "M")
+    return _to_float((U * s) @ V.T, dtype, device, "M", fn)
+
+
+def _singular_values(values, r: int, fn: str) -> np.ndarray:
+    """``values`` (a list, array or tensor of ``r`` positive finite numbers; a floating
+    tensor of at least 32 bits) as a float64 array ``[r]``, descending."""
+    name = "singular_values"
+    if isinstance(values, torch.Tensor):
+        floating = values.is_floating_point() or values.is_complex()
+        _arg(validation.tensor, values, name, fn, floating=floating, nonempty=False)
+        values = values.detach().cpu().numpy()
+    if not isinstance(values, np.ndarray | Sequence) or isinstance(values, str | bytes):
+        raise InputError(f"{fn}: {name} must be a 1-D sequence of numbers, got {values!r}")
+    try:
+        s = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{fn}: {name} must be a 1-D sequence of numbers, got "
+                         f"{values!r}") from exc
+    if s.ndim != 1 or s.shape[0] != r:
+        raise InputError(f"{fn}: {name} must be 1-D of length r={r}, got shape "
+                         f"{tuple(s.shape)}")
+    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+        raise InputError(f"{fn}: {name} must be finite and > 0, got {s.tolist()}")
+    return np.sort(s)[::-1]
 
 
 def matrix_completion_mask(
@@ -403,12 +409,11 @@ def matrix_completion_mask(
     Returns:
         ``mask``: ``[m, n]`` bool.
     """
-    m = _int("m", m, minimum=1)
-    n = _int("n", n, minimum=1)
-    p = _real("p", p)
-    if not 0.0 < p <= 1.0:
-        raise ValueError(f"p must satisfy 0 < p <= 1, got {p}")
-    rng = np.random.default_rng(_seed(seed))
+    fn = "data.matrix_completion_mask"
+    m = _count("m", m, fn)
+    n = _count("n", n, fn)
+    p = _arg(validation.real, p, "p", fn, lo=0.0, hi=1.0, lo_open=True)
+    rng = np.random.default_rng(_seed(seed, fn))
     mask = rng.random((m, n)) < p
     return torch.as_tensor(mask, dtype=torch.bool).to(device=device)
 
@@ -431,9 +436,10 @@ def digits(
         ``X``: ``[1797, 64]`` if ``flatten`` else ``[1797, 1, 8, 8]``; ``y``: ``[1797]`` int64
         in ``0..9``.
     """
-    flatten = _bool("flatten", flatten)
-    scale = _bool("scale", scale)
-    dtype = _float_dtype(dtype)
+    fn = "data.digits"
+    flatten = _arg(validation.boolean, flatten, "flatten", fn)
+    scale = _arg(validation.boolean, scale, "scale", fn)
+    dtype = _float_dtype(dtype, fn)
     from sklearn.datasets import load_digits  # local import: keeps `import dltheory` light
 
     bunch = load_digits()
@@ -442,18 +448,27 @@ def digits(
         X = X / 16.0
     if not flatten:
         X = X.reshape(-1, 1, 8, 8)
-    return _to_float(X, dtype, device, "X"), _labels(bunch.target, device)
+    return _to_float(X, dtype, device, "X", fn), _labels(bunch.target, device)
 
 
 _MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_CIFAR_DIR = "cifar-10-batches-py"
-_CIFAR_FILES = {
-    True: tuple(f"data_batch_{i}" for i in range(1, 6)),
-    False: ("test_batch",),
+#: The two releases of CIFAR-10, in the order they are looked for: the binary one (read with
+#: ``np.frombuffer``, as MNIST) and the python one (pickles, read by a restricted unpickler).
+_CIFAR_LAYOUTS = {
+    "cifar-10-batches-bin": {
+        True: tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+        False: ("test_batch.bin",),
+    },
+    "cifar-10-batches-py": {
+        True: tuple(f"data_batch_{i}" for i in range(1, 6)),
+        False: ("test_batch",),
+    },
 }
+_CIFAR_PIXELS = 3 * 32 * 32
+_CIFAR_RECORD = 1 + _CIFAR_PIXELS  # binary release: a label byte, then 3072 pixel bytes
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 
@@ -506,24 +521,24 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: corrupt gzip data ({exc})") from exc
+            raise InputError(f"{path}: corrupt gzip data ({exc})") from exc
     if len(raw) < 4:
-        raise ValueError(f"{path}: not an IDX file (only {len(raw)} bytes)")
+        raise InputError(f"{path}: not an IDX file (only {len(raw)} bytes)")
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
         kind = "images" if magic == _IDX_IMAGES_MAGIC else "labels"
-        raise ValueError(
+        raise InputError(
             f"{path}: wrong IDX magic number {found} (expected {magic} for MNIST {kind}); "
             "is this the right file?"
         )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
+        raise InputError(f"{path}: truncated IDX header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = math.prod(dims)
     if len(raw) - header != expected:
-        raise ValueError(
+        raise InputError(
             f"{path}: IDX size mismatch: header says shape {dims} ({expected} bytes of data) "
             f"but the file holds {len(raw) - header}"
         )
@@ -553,11 +568,12 @@ def mnist(
         FileNotFoundError: no folder configured, or the files are not there.
         ValueError: wrong magic number, truncated file, or images/labels count mismatch.
     """
-    train = _bool("train", train)
-    flatten = _bool("flatten", flatten)
-    dtype = _float_dtype(dtype)
+    fn = "data.mnist"
+    train = _arg(validation.boolean, train, "train", fn)
+    flatten = _arg(validation.boolean, flatten, "flatten", fn)
+    dtype = _float_dtype(dtype, fn)
     split = "train" if train else "test"
-    base = _data_root(root, f"MNIST ({split} split)")
+    base = _data_root(_root(root, fn), f"MNIST ({split} split)")
     found = _find_mnist(base, train)
     if found is None:
         images_name, labels_name = _MNIST_FILES[train]
@@ -570,11 +586,11 @@ def mnist(
     images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
     labels = _read_idx(labels_path, _IDX_LABELS_MAGIC)
     if images.ndim != 3:
-        raise ValueError(f"{images_path}: expected 3-D image data, got shape {images.shape}")
+        raise InputError(f"{images_path}: expected 3-D image data, got shape {images.shape}")
     if labels.ndim != 1:
-        raise ValueError(f"{labels_path}: expected 1-D labels, got shape {labels.shape}")
+        raise InputError(f"{labels_path}: expected 1-D labels, got shape {labels.shape}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"MNIST size mismatch: {images.shape[0]} images in {images_path} but "
             f"{labels.shape[0]} labels in {labels_path}"
         )
@@ -583,38 +599,95 @@ def mnist(
     return X.to(device=device), _labels(labels, device)
 
 
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:  # pickle: only ever point this at files you trust
+def _cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of the binary release: records of 1 label byte + 3072 pixel bytes (the red,
+    green and blue 32 x 32 planes, row-major), as ``(data uint8 [N, 3072], labels [N])``."""
+    raw = path.read_bytes()
+    if not raw or len(raw) % _CIFAR_RECORD:
+        raise InputError(
+            f"{path}: not a CIFAR-10 binary batch: {len(raw)} bytes is not a positive multiple "
+            f"of {_CIFAR_RECORD} (1 label byte + {_CIFAR_PIXELS} pixel bytes per image)"
+        )
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise InputError(f"{path}: CIFAR-10 labels must be integers in 0..9, found "
+                         f"{int(labels.max())} (is this CIFAR-100?)")
+    return records[:, 1:].copy(), labels
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler for the python release that builds only what a CIFAR-10 batch holds:
+    dicts, lists, strings, bytes, numbers and numpy arrays. Every other global (``os.system``,
+    ``builtins.eval``, any class) is refused *before* it is called, so a crafted file cannot
+    run code."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+        ("_codecs", "encode"): codecs.encode,   # bytes in a protocol-2 pickle of Python 3
+    }
+
+    def find_class(self, module: str, name: str):
+        key = (module, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            key = ("multiarray", name)
+        if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+            return super().find_class("numpy._core.numeric", name)  # arrays of protocol 5
+        if key in self._ALLOWED:
+            return self._ALLOWED[key]
+        raise pickle.UnpicklingError(
+            f"refusing to load the global {module}.{name}: a CIFAR-10 batch holds only "
+            "numpy arrays, lists, strings and numbers"
+        )
+
+
+def _cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of the python release: a pickled dict with ``b"data"`` (uint8 ``[N, 3072]``)
+    and ``b"labels"``, read by :class:`_BatchUnpickler` (no code runs)."""
+    with open(path, "rb") as f:
         try:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _BatchUnpickler(f, encoding="bytes").load()
         except Exception as exc:  # any unpickling failure is a format error
-            raise ValueError(f"{path}: not a CIFAR-10 python pickle batch ({exc})") from exc
+            raise InputError(
+                f"{path}: not a CIFAR-10 python batch, or not a safe one ({exc}); the "
+                "binary release (cifar-10-batches-bin) needs no unpickling"
+            ) from exc
     if not isinstance(batch, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
+        raise InputError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
 
     def get(key: str):
         for k in (key.encode(), key):
             if k in batch:
                 return batch[k]
-        raise ValueError(f"{path}: CIFAR-10 batch has no key b{key!r}")
+        raise InputError(f"{path}: CIFAR-10 batch has no key b{key!r}")
 
     data = np.asarray(get("data"))
     labels = np.asarray(get("labels"))
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _CIFAR_PIXELS:
+        raise InputError(
             f"{path}: b'data' must be uint8 of shape [N, 3072], got {data.dtype} "
             f"{tuple(data.shape)}"
         )
     if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{path}: size mismatch: {data.shape[0]} images but labels of shape "
             f"{tuple(labels.shape)}"
         )
     if labels.size and (
         not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 9
     ):
-        raise ValueError(f"{path}: CIFAR-10 labels must be integers in 0..9")
+        raise InputError(f"{path}: CIFAR-10 labels must be integers in 0..9")
     return data, labels.astype(np.int64)
+
+
+def _find_cifar(base: Path, train: bool) -> tuple[Path, tuple[str, ...]] | None:
+    """The first release folder under ``base`` holding every batch of the split."""
+    for folder, files in _CIFAR_LAYOUTS.items():
+        if all((base / folder / name).is_file() for name in files[train]):
+            return base / folder, files[train]
+    return None
 
 
 def cifar10(
@@ -625,12 +698,17 @@ def cifar10(
     dtype: torch.dtype = torch.float64,
     device=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIFAR-10 from the local python-pickle batches (never downloaded).
+    """CIFAR-10 from a local copy of its binary or python release (never downloaded).
 
-    Reads ``data_batch_1`` .. ``data_batch_5`` (``train=True``, concatenated in that order) or
-    ``test_batch`` from ``<root>/cifar-10-batches-py/``, where ``root`` is the argument or else
-    ``$DLTHEORY_DATA``. Each batch is a pickled dict with ``b"data"`` (uint8 ``[N, 3072]``,
-    channel-major) and ``b"labels"``. Pickles can run code: point this only at trusted files.
+    Looks in ``<root>/cifar-10-batches-bin/`` (the binary release) and then in
+    ``<root>/cifar-10-batches-py/`` (the python release), where ``root`` is the argument or
+    else ``$DLTHEORY_DATA``, and reads ``data_batch_1`` .. ``data_batch_5`` (``train=True``,
+    concatenated in that order) or ``test_batch`` from the first folder holding them all.
+    Binary batches (``data_batch_1.bin`` .. ``test_batch.bin``) are records of 3073 bytes: a
+    label byte, then 3072 pixel bytes (red, green, blue 32 x 32 planes). Python batches are
+    pickled dicts with ``b"data"`` (uint8 ``[N, 3072]``, channel-major) and ``b"labels"``;
+    they are read by a restricted unpickler that builds only numpy arrays, lists, strings and
+    numbers and refuses any other global, so a crafted file cannot run code.
 
     Returns:
         ``X``: ``[N, 3, 32, 32]`` in ``[0, 1]`` (``[N, 3072]`` if ``flatten``), ``y``: ``[N]``
@@ -638,21 +716,28 @@ def cifar10(
 
     Raises:
         FileNotFoundError: no folder configured, or a batch file is missing.
-        ValueError: a batch is not in the expected format.
+        ValueError (:class:`~dltheory.errors.InputError`): a batch is not in the expected
+        format, or a python batch asks for anything but numpy arrays.
     """
-    train = _bool("train", train)
-    flatten = _bool("flatten", flatten)
-    dtype = _float_dtype(dtype)
+    fn = "data.cifar10"
+    train = _arg(validation.boolean, train, "train", fn)
+    flatten = _arg(validation.boolean, flatten, "flatten", fn)
+    dtype = _float_dtype(dtype, fn)
     split = "train" if train else "test"
-    folder = _data_root(root, f"CIFAR-10 ({split} split)") / _CIFAR_DIR
-    names = _CIFAR_FILES[train]
-    missing = [name for name in names if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"CIFAR-10 ({split} split) not found: looked for {', '.join(names)} in {folder} "
-            f"(missing: {', '.join(missing)}). {_NO_DOWNLOAD}"
+    base = _data_root(_root(root, fn), f"CIFAR-10 ({split} split)")
+    found = _find_cifar(base, train)
+    if found is None:
+        looked = "; ".join(
+            f"{', '.join(files[train])} in {base / folder} (missing: "
+            f"{', '.join(n for n in files[train] if not (base / folder / n).is_file())})"
+            for folder, files in _CIFAR_LAYOUTS.items()
         )
-    batches = [_cifar_batch(folder / name) for name in names]
+        raise FileNotFoundError(
+            f"CIFAR-10 ({split} split) not found: looked for {looked}. {_NO_DOWNLOAD}"
+        )
+    folder, names = found
+    read = _cifar_binary if folder.name == "cifar-10-batches-bin" else _cifar_pickle
+    batches = [read(folder / name) for name in names]
     data = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
     X = torch.from_numpy(data).to(dtype=dtype) / 255.0
@@ -668,16 +753,14 @@ def available(name: str, *, root: str | os.PathLike | None = None) -> bool:
     :func:`mnist` / :func:`cifar10` would look for them; does not parse the files. ``False`` if
     no folder is configured.
     """
-    if name not in ("mnist", "cifar10"):
-        raise ValueError(f"name must be 'mnist' or 'cifar10', got {name!r}")
+    fn = "data.available"
+    name = _arg(validation.choice, name, "name", fn, options=("mnist", "cifar10"))
     try:
-        base = _data_root(root, name)
+        base = _data_root(_root(root, fn), name)
     except FileNotFoundError:
         return False
-    if name == "mnist":
-        return all(_find_mnist(base, train) is not None for train in (True, False))
-    folder = base / _CIFAR_DIR
-    return all((folder / f).is_file() for files in _CIFAR_FILES.values() for f in files)
+    find = _find_mnist if name == "mnist" else _find_cifar
+    return all(find(base, train) is not None for train in (True, False))
 
 
 # --------------------------------------------------------------------------- utilities
@@ -695,28 +778,28 @@ def train_test_split(
     ``n_test = ceil(test_fraction * N)``, which must leave at least one sample on each side.
 
     Args:
-        X: ``[N, ...]``; y: ``[N, ...]``.
+        X: ``[N, ...]``; y: ``[N, ...]``: finite tensors, floating (at least 32 bits) or
+        integer (e.g. labels or pixels).
 
     Returns:
         ``(X_train [N - n_test, ...], y_train, X_test [n_test, ...], y_test)`` on the inputs'
         devices and dtypes.
     """
-    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise ValueError("X and y must be torch tensors")
-    if X.ndim == 0 or y.ndim == 0:
-        raise ValueError("X and y must have a leading sample axis (ndim >= 1)")
+    fn = "data.train_test_split"
+    X, y = _samples(X, "X", fn), _samples(y, "y", fn)
     if X.shape[0] != y.shape[0]:
-        raise ValueError(f"X and y must have the same length, got {X.shape[0]} and {y.shape[0]}")
-    test_fraction = _real("test_fraction", test_fraction)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must satisfy 0 < test_fraction < 1, got {test_fraction}")
+        raise InputError(f"{fn}: X and y must have the same length, got {X.shape[0]} and "
+                         f"{y.shape[0]}")
+    test_fraction = _arg(validation.real, test_fraction, "test_fraction", fn, lo=0.0, hi=1.0,
+                         lo_open=True, hi_open=True)
     N = X.shape[0]
     n_test = math.ceil(test_fraction * N)
     if not 1 <= n_test <= N - 1:
-        raise ValueError(
-            f"test_fraction={test_fraction} of N={N} samples leaves an empty train or test set"
+        raise InputError(
+            f"{fn}: test_fraction={test_fraction} of N={N} samples leaves an empty train or "
+            "test set"
         )
-    perm = np.random.default_rng(_seed(seed)).permutation(N)
+    perm = np.random.default_rng(_seed(seed, fn)).permutation(N)
     test_idx = torch.as_tensor(perm[:n_test])
     train_idx = torch.as_tensor(perm[n_test:])
     return (
@@ -725,6 +808,15 @@ def train_test_split(
         X[test_idx.to(X.device)],
         y[test_idx.to(y.device)],
     )
+
+
+def _samples(x, name: str, fn: str, *, floating: bool | None = None) -> torch.Tensor:
+    """A finite tensor ``[N, ...]`` with ``N >= 1``: floating of at least 32 bits, or (unless
+    ``floating``) of an integer dtype."""
+    if floating is None:
+        floating = isinstance(x, torch.Tensor) and (x.is_floating_point() or x.is_complex())
+    return _arg(validation.tensor, x, name, fn, min_ndim=1, floating=floating,
+                layout="[N, ...]")
 
 
 def standardize(
@@ -736,33 +828,50 @@ def standardize(
 
     Each feature (every index after the first axis) is shifted by its training mean and divided
     by ``max(std, eps)`` (population std), so constant features map to 0 instead of NaN.
+    Values whose squares overflow (say ``1e300``) are handled by scaling each feature by its
+    largest magnitude first; a result that still overflows (a test value far outside the
+    training range) is refused.
 
     Args:
-        X_train: ``[N, ...]`` floating; X_test: ``[M, ...]`` with the same trailing shape.
+        X_train: ``[N, ...]`` finite, floating (at least 32 bits); X_test: ``[M, ...]`` with
+        the same trailing shape; ``eps > 0``.
 
     Returns:
         ``X_train_std`` if ``X_test`` is None, else ``(X_train_std, X_test_std)``; same shapes.
     """
-    if not isinstance(X_train, torch.Tensor) or not X_train.is_floating_point():
-        raise ValueError("X_train must be a floating-point torch tensor")
-    if X_train.ndim == 0 or X_train.shape[0] == 0:
-        raise ValueError(f"X_train must have at least one sample, got shape {tuple(X_train.shape)}")
-    if not bool(torch.isfinite(X_train).all()):
-        raise ValueError("X_train contains NaN or inf")
-    eps = _positive("eps", eps)
-    mean = X_train.mean(dim=0)
+    fn = "data.standardize"
+    X_train = _samples(X_train, "X_train", fn, floating=True)
+    if X_test is not None:
+        X_test = _samples(X_test, "X_test", fn, floating=True)
+        if X_test.ndim != X_train.ndim or X_test.shape[1:] != X_train.shape[1:]:
+            raise InputError(
+                f"{fn}: X_test must have the same feature shape as X_train, got "
+                f"{tuple(X_test.shape)} vs {tuple(X_train.shape)}"
+            )
+    eps = _arg(validation.real, eps, "eps", fn, lo=0.0, lo_open=True)
     eps = max(eps, torch.finfo(X_train.dtype).tiny)  # eps must not round to 0 in low precision
-    scale = X_train.std(dim=0, correction=0).clamp_min(eps)
-    train_std = (X_train - mean) / scale
-    if X_test is None:
-        return train_std
-    if not isinstance(X_test, torch.Tensor) or not X_test.is_floating_point():
-        raise ValueError("X_test must be a floating-point torch tensor")
-    if X_test.ndim != X_train.ndim or X_test.shape[1:] != X_train.shape[1:]:
-        raise ValueError(
-            f"X_test must have the same feature shape as X_train, got {tuple(X_test.shape)} "
-            f"vs {tuple(X_train.shape)}"
-        )
-    if not bool(torch.isfinite(X_test).all()):
-        raise ValueError("X_test contains NaN or inf")
-    return train_std, (X_test - mean) / scale
+    mean, std = X_train.mean(dim=0), X_train.std(dim=0, correction=0)
+    if bool(torch.isfinite(mean).all() & torch.isfinite(std).all()):
+        scale = std.clamp_min(eps)
+        out = [(X - mean) / scale for X in (X_train, X_test) if X is not None]
+    else:
+        out = _standardized_huge(X_train, X_test, eps)
+    for t, name in zip(out, ("X_train", "X_test"), strict=False):
+        validation.finite_output(t, f"the standardized {name}", fn=fn,
+                                 cause="a test value is too far outside the training range "
+                                 "for the dtype")
+    return out[0] if X_test is None else tuple(out)
+
+
+def _standardized_huge(X_train: torch.Tensor, X_test: torch.Tensor | None,
+                       eps: float) -> list[torch.Tensor]:
+    """:func:`standardize` when the variance (or the sum) of ``X_train`` overflows: the
+    mean and std from ``X_train / u`` (``u`` each feature's largest magnitude, so the values
+    lie in ``[-1, 1]``) times ``u`` (both at most ``u``), and ``X - mean`` halved so that it
+    cannot overflow either."""
+    unit = X_train.abs().amax(dim=0)
+    unit = torch.where(unit > 0, unit, torch.ones_like(unit))
+    Y = X_train / unit
+    mean = Y.mean(dim=0) * unit
+    scale = (Y.std(dim=0, correction=0) * unit).clamp_min(eps)
+    return [(X * 0.5 - mean * 0.5) / scale * 2 for X in (X_train, X_test) if X is not None]

@@ -35,18 +35,25 @@ range), e.g. of a layer's loss Hessian (:meth:`dltheory.landscape.Quadratic.hvp`
 spectrum of that Hessian ``H = 2 s M^T M`` from the smaller Gram matrix of its factor
 ``M [N k, P]`` (``[N k, N k]`` when ``N k < P``), never forming ``H``.
 
-Every function validates its input and raises ``ValueError`` naming the problem:
-non-square matrices where ``eps I + W`` needs a square one, NaN/inf, ``alpha`` outside
-``[0, 1]``, negative norms or ``eps``, mismatched shapes. Singular values are in
+Every function validates its input with :mod:`dltheory.validation` and raises
+:class:`dltheory.errors.InputError` (a ``ValueError``) or, for a wrong type or dtype,
+:class:`~dltheory.errors.InputTypeError` (a ``TypeError``), naming the function, the
+argument and the problem: non-square matrices where ``eps I + W`` needs a square one,
+NaN/inf, float16, ``alpha`` outside ``[0, 1]``, negative norms or ``eps``, mismatched
+shapes. Singular values are in
 descending order, as :func:`torch.linalg.svdvals` returns them.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
+
+from . import validation
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "ARCHS", "ACTIVATIONS", "singular_values", "spectral_norm", "condition_numbers",
@@ -66,72 +73,71 @@ ACTIVATIONS = ("relu", "leaky_relu", "abs")
 
 
 # ----------------------------------------------------------------------------- checks
+#
+# Tensors, numbers and integers are checked by :mod:`dltheory.validation`; what is left here
+# is particular to this module: square matrices, singular values (non-negative,
+# descending), and a number-or-batch argument (``eps``, ``alpha``, ...) in a range.
 
 
-def _tensor(x, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
-
-
-def _matrix(A, name: str = "A", *, square: bool = False) -> Tensor:
-    A = _tensor(A, name)
-    if A.ndim < 2:
-        raise ValueError(f"{name} must be a matrix or a batch of matrices [..., m, n], got "
-                         f"shape {tuple(A.shape)}")
+def _matrix(A, name: str, fn: str, *, square: bool = False) -> Tensor:
+    A = validation.tensor(A, name, fn=fn, min_ndim=2,
+                          layout="[..., m, n] (a matrix or a batch of matrices)")
     if square and A.shape[-1] != A.shape[-2]:
-        raise ValueError(f"{name} must be square (eps I + {name} needs n x n matrices), got "
-                         f"shape {tuple(A.shape)} ({A.shape[-2]} x {A.shape[-1]})")
-    if A.shape[-1] == 0 or A.shape[-2] == 0:
-        raise ValueError(f"{name} is empty, shape {tuple(A.shape)}")
+        raise InputError(f"{fn}: {name} must be square (eps I + {name} needs n x n "
+                         f"matrices), got shape {tuple(A.shape)} ({A.shape[-2]} x "
+                         f"{A.shape[-1]})")
     return A
 
 
-def _scalar_or_batch(x, name: str, like: Tensor, *, lo: float = 0.0,
-                     hi: float = math.inf) -> Tensor:
-    """A number or a tensor (broadcastable to a batch) in ``[lo, hi]``, as a tensor."""
-    if isinstance(x, bool):
-        raise TypeError(f"{name} must be a number or a tensor, got a bool")
-    if isinstance(x, int | float):
-        t = torch.tensor(float(x), dtype=like.dtype, device=like.device)
-    elif isinstance(x, Tensor):
-        if x.is_complex():
-            raise TypeError(f"{name} must be real, got dtype {x.dtype}")
+def _span(lo: float, hi: float | None, lo_open: bool) -> str:
+    left = "(" if lo_open else "["
+    return f"{left}{lo:g}, {hi:g}]" if hi is not None else (
+        f"> {lo:g}" if lo_open else f">= {lo:g}")
+
+
+def _scalar_or_batch(x, name: str, like: Tensor, fn: str, *, lo: float = 0.0,
+                     hi: float | None = None, lo_open: bool = False) -> Tensor:
+    """A number or a tensor (broadcastable to a batch) in ``[lo, hi]`` (``(lo, hi]`` with
+    ``lo_open``), as a tensor of ``like``'s dtype and device."""
+    if isinstance(x, Tensor):
+        if x.dtype == torch.bool:
+            raise InputTypeError(f"{fn}: {name} must be a number or a real tensor, got a "
+                                 "bool tensor")
+        x = validation.tensor(x, name, fn=fn, floating=x.is_floating_point() or x.is_complex())
         t = x.to(dtype=like.dtype, device=like.device)
+        bad = t <= lo if lo_open else t < lo
+        if hi is not None:
+            bad = bad | (t > hi)
+        if bool(bad.any()):
+            raise InputError(f"{fn}: {name} must lie in {_span(lo, hi, lo_open)}, got "
+                             f"{t[bad].reshape(-1)[0].item():g}")
     else:
-        raise TypeError(f"{name} must be a number or a tensor, got {type(x).__name__}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be finite, got NaN or inf")
-    if (t < lo).any() or (t > hi).any():
-        bad = t[(t < lo) | (t > hi)].reshape(-1)[0].item()
-        where = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
-        raise ValueError(f"{name} must lie in {where}, got {bad:g}")
+        v = validation.real(x, name, fn=fn, lo=lo, hi=hi, lo_open=lo_open)
+        t = torch.tensor(v, dtype=like.dtype, device=like.device)
+    if not bool(torch.isfinite(t).all()):
+        raise InputError(f"{fn}: {name} overflows {like.dtype}; pass a smaller value or "
+                         "use float64")
     return t
 
 
-def _sv(s_A, name: str = "s_A") -> Tensor:
-    s = _tensor(s_A, name)
-    if s.ndim < 1:
-        raise ValueError(f"{name} must be a vector of singular values [..., k], got a scalar")
+def _sv(s_A, name: str, fn: str) -> Tensor:
+    s = validation.tensor(s_A, name, fn=fn, min_ndim=1, layout="[..., k]")
     if (s < 0).any():
-        raise ValueError(f"{name} holds singular values, which are >= 0; got a negative entry")
+        raise InputError(f"{fn}: {name} holds singular values, which are >= 0; got a "
+                         "negative entry")
     if s.shape[-1] > 1 and (s[..., 1:] > s[..., :-1]).any():
-        raise ValueError(f"{name} must be in descending order (as torch.linalg.svdvals "
-                         "returns them)")
+        raise InputError(f"{fn}: {name} must be in descending order (as "
+                         "torch.linalg.svdvals returns them)")
     return s
 
 
-def _batch_of(value: Tensor, s: Tensor, name: str) -> Tensor:
+def _batch_of(value: Tensor, s: Tensor, name: str, fn: str) -> Tensor:
     """``value`` ``[]`` or ``[...]`` (the batch of ``s [..., k]``) as ``[..., 1]``."""
     try:
         return torch.broadcast_to(value, s.shape[:-1])[..., None]
     except RuntimeError:
-        raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to the "
-                         f"batch {tuple(s.shape[:-1])} of singular values "
+        raise InputError(f"{fn}: {name} of shape {tuple(value.shape)} does not broadcast to "
+                         f"the batch {tuple(s.shape[:-1])} of singular values "
                          f"{tuple(s.shape)}") from None
 
 
@@ -143,12 +149,12 @@ def singular_values(A: Tensor) -> Tensor:
 
     One batched call of :func:`torch.linalg.svdvals` on ``A``'s device.
     """
-    return torch.linalg.svdvals(_matrix(A))
+    return torch.linalg.svdvals(_matrix(A, "A", "perturbation.singular_values"))
 
 
 def spectral_norm(A: Tensor) -> Tensor:
     """``||A||_2``, the largest singular value: ``[..., m, n] -> [...]``."""
-    return torch.linalg.matrix_norm(_matrix(A), ord=2)
+    return torch.linalg.matrix_norm(_matrix(A, "A", "perturbation.spectral_norm"), ord=2)
 
 
 def condition_numbers(A: Tensor, *, rtol: float | None = None) -> Tensor:
@@ -156,14 +162,18 @@ def condition_numbers(A: Tensor, *, rtol: float | None = None) -> Tensor:
 
     ``rtol=None``: the smallest of the ``min(m, n)`` singular values (``inf`` when it is
     0). With ``rtol``: the smallest singular value above ``rtol * s_max`` - the condition
-    number on the range of ``A`` (``inf`` for a zero matrix).
+    number on the range of ``A`` (``inf`` for a zero matrix); ``rtol`` in ``[0, 1]``.
     """
-    s = singular_values(A)
+    fn = "perturbation.condition_numbers"
+    A = _matrix(A, "A", fn)
+    if rtol is not None:
+        rtol = validation.real(rtol, "rtol", fn=fn, lo=0.0, hi=1.0)
+    s = torch.linalg.svdvals(A)
     top = s[..., 0]
     if rtol is None:
         low = s[..., -1]
     else:
-        rtol = float(_scalar_or_batch(rtol, "rtol", s, lo=0.0, hi=1.0))
+        rtol = float(torch.tensor(rtol, dtype=s.dtype))         # rtol in A's precision
         keep = s > rtol * top[..., None]
         low = torch.where(keep, s, torch.full_like(s, math.inf)).amin(-1)
     out = top / low
@@ -181,8 +191,9 @@ def weyl_interval(s_A: Tensor, e_norm) -> tuple[Tensor, Tensor]:
     ``hi_i = s_i(A) + ||E||``: ``lo_i <= s_i(A + E) <= hi_i`` for every ``E`` of that
     norm (same shape as ``A``).
     """
-    s = _sv(s_A)
-    e = _batch_of(_scalar_or_batch(e_norm, "e_norm (a norm)", s), s, "e_norm")
+    fn = "perturbation.weyl_interval"
+    s = _sv(s_A, "s_A", fn)
+    e = _batch_of(_scalar_or_batch(e_norm, "e_norm (a norm)", s, fn), s, "e_norm", fn)
     return (s - e).clamp_min(0), s + e
 
 
@@ -192,9 +203,18 @@ def skip_interval(W: Tensor, eps=1.0) -> tuple[Tensor, Tensor]:
     ``W [..., n, n]`` (square), ``eps >= 0`` (a number or ``[...]``) -> ``(lo, hi)``, each
     ``[...]``: Weyl's bound with ``A = eps I`` (all of whose singular values are ``eps``).
     """
-    W = _matrix(W, "W", square=True)
-    e = _scalar_or_batch(eps, "eps", W)
-    w = spectral_norm(W)
+    return _skip_interval(W, eps, "perturbation.skip_interval")
+
+
+def _skip_interval(W, eps, fn: str) -> tuple[Tensor, Tensor]:
+    W = _matrix(W, "W", fn, square=True)
+    e = _scalar_or_batch(eps, "eps", W, fn)
+    w = torch.linalg.matrix_norm(W, ord=2)
+    try:
+        torch.broadcast_shapes(e.shape, w.shape)
+    except RuntimeError:
+        raise InputError(f"{fn}: eps of shape {tuple(e.shape)} does not broadcast to the "
+                         f"batch {tuple(w.shape)} of W") from None
     return (e - w).clamp_min(0), e + w
 
 
@@ -204,7 +224,7 @@ def skip_condition_bound(W: Tensor, eps=1.0) -> Tensor:
     An upper bound of ``kappa(eps I + W)`` (:func:`skip_interval`); it says nothing (is
     ``inf``) once ``||W|| >= eps``.
     """
-    lo, hi = skip_interval(W, eps)
+    lo, hi = _skip_interval(W, eps, "perturbation.skip_condition_bound")
     return torch.where(lo > 0, hi / lo,
                        torch.full_like(hi, math.inf))
 
@@ -219,8 +239,9 @@ def multiplicative_interval(s_A: Tensor, alpha) -> tuple[Tensor, Tensor]:
     ``(alpha * s_A, s_A)``. Leaky ReLU with slope ``alpha`` has ``d_j`` in ``{alpha, 1}``;
     the absolute value ``d_j = +-1`` (``alpha = 1``: the singular values do not move).
     """
-    s = _sv(s_A)
-    a = _batch_of(_scalar_or_batch(alpha, "alpha", s, lo=0.0, hi=1.0), s, "alpha")
+    fn = "perturbation.multiplicative_interval"
+    s = _sv(s_A, "s_A", fn)
+    a = _batch_of(_scalar_or_batch(alpha, "alpha", s, fn, lo=0.0, hi=1.0), s, "alpha", fn)
     return a * s, s.clone()
 
 
@@ -228,13 +249,21 @@ def diagonal_condition_bound(kappa_A, alpha) -> Tensor:
     """``kappa(D A) <= kappa(A) / alpha`` for ``|d_j|`` in ``[alpha, 1]``, ``A`` square (or
     of full column rank with ``D`` acting on its rows): ``[...]`` (``inf`` for ``alpha = 0``).
     """
+    fn = "perturbation.diagonal_condition_bound"
     if isinstance(kappa_A, Tensor):
-        k = _tensor(kappa_A, "kappa_A")
+        k = validation.tensor(kappa_A, "kappa_A", fn=fn)
     else:
-        k = _scalar_or_batch(kappa_A, "kappa_A", torch.zeros((), dtype=torch.float64), lo=1.0)
+        k = _scalar_or_batch(kappa_A, "kappa_A", torch.zeros((), dtype=torch.float64), fn,
+                             lo=-math.inf)
     if (k < 1).any():
-        raise ValueError("kappa_A is a condition number, which is >= 1; got a smaller value")
-    a = _scalar_or_batch(alpha, "alpha", k, lo=0.0, hi=1.0)
+        raise InputError(f"{fn}: kappa_A is a condition number, which is >= 1; got a smaller "
+                         "value")
+    a = _scalar_or_batch(alpha, "alpha", k, fn, lo=0.0, hi=1.0)
+    try:
+        torch.broadcast_shapes(k.shape, a.shape)
+    except RuntimeError:
+        raise InputError(f"{fn}: alpha of shape {tuple(a.shape)} does not broadcast with "
+                         f"kappa_A of shape {tuple(k.shape)}") from None
     return torch.where(a > 0, k / a,
                        torch.full_like(k * a, math.inf))
 
@@ -247,25 +276,26 @@ def interlacing_interval(s_A: Tensor, deleted) -> tuple[Tensor, Tensor]:
     ``0 <= deleted``). Returns ``(lo, hi)`` ``[..., k]`` with ``hi_i = s_i(A)`` and
     ``lo_i = s_{i + deleted}(A)`` (0 when ``i + deleted > k``): ``lo <= s(D A) <= hi``.
     """
-    s = _sv(s_A)
-    if isinstance(deleted, bool):
-        raise TypeError("deleted must be an int or an int tensor, got a bool")
-    if isinstance(deleted, int):
-        r = torch.tensor(deleted, device=s.device)
-    elif isinstance(deleted, Tensor) and not deleted.is_floating_point() \
-            and not deleted.is_complex() and deleted.dtype != torch.bool:
-        r = deleted.to(s.device)
+    fn = "perturbation.interlacing_interval"
+    s = _sv(s_A, "s_A", fn)
+    if isinstance(deleted, Tensor):
+        r = validation.tensor(deleted, "deleted", fn=fn, floating=False)
+        if r.is_floating_point() or r.is_complex() or r.dtype == torch.bool:
+            raise InputTypeError(f"{fn}: deleted must be an int or an integer tensor, got "
+                                 f"dtype {r.dtype}")
+        if (r < 0).any():
+            raise InputError(f"{fn}: deleted (the number of zeroed rows) must be >= 0, got "
+                             f"{int(r.min())}")
+        r = r.to(s.device)
     else:
-        raise TypeError(f"deleted must be an int or an integer tensor, got {deleted!r}")
-    if (r < 0).any():
-        raise ValueError(f"deleted (the number of zeroed rows) must be >= 0, got "
-                         f"{int(r.min())}")
+        r = torch.tensor(validation.integer(deleted, "deleted (the number of zeroed rows)",
+                                            fn=fn, lo=0), device=s.device)
     k = s.shape[-1]
     try:
         r = torch.broadcast_to(r, s.shape[:-1])[..., None]
     except RuntimeError:
-        raise ValueError(f"deleted of shape {tuple(r.shape)} does not broadcast to the batch "
-                         f"{tuple(s.shape[:-1])} of s_A {tuple(s.shape)}") from None
+        raise InputError(f"{fn}: deleted of shape {tuple(r.shape)} does not broadcast to the "
+                         f"batch {tuple(s.shape[:-1])} of s_A {tuple(s.shape)}") from None
     idx = torch.arange(k, device=s.device) + r                       # [..., k]
     padded = torch.cat([s, torch.zeros_like(s)], -1)                 # s_j = 0 for j >= k
     lo = torch.gather(padded, -1, idx.clamp_max(2 * k - 1).expand(*s.shape))
@@ -278,10 +308,10 @@ def concat_singular_values(s_B: Tensor, n: int) -> Tensor:
     ``s_B [..., min(g, n)]`` (descending) -> ``[..., n]``: ``sqrt(1 + s_i(B)^2)`` for
     ``i <= min(g, n)``, then 1 - since ``[I; B]^T [I; B] = I + B^T B``.
     """
-    s = _sv(s_B, "s_B")
-    if isinstance(n, bool) or not isinstance(n, int) or n < s.shape[-1]:
-        raise ValueError(f"n (the columns of B) must be an int >= {s.shape[-1]} (the number "
-                         f"of singular values given), got {n!r}")
+    fn = "perturbation.concat_singular_values"
+    s = _sv(s_B, "s_B", fn)
+    n = validation.integer(n, "n (the columns of B, at least the number of singular values "
+                           "given)", fn=fn, lo=s.shape[-1])
     ones = torch.ones(*s.shape[:-1], n - s.shape[-1], dtype=s.dtype, device=s.device)
     return torch.cat([(1 + s * s).sqrt(), ones], -1)
 
@@ -289,11 +319,8 @@ def concat_singular_values(s_B: Tensor, n: int) -> Tensor:
 # ----------------------------------------------------------------------------- random
 
 
-def _sigma(sigma, like: Tensor) -> Tensor:
-    t = _scalar_or_batch(sigma, "sigma", like)
-    if (t <= 0).any():
-        raise ValueError("sigma must be > 0")
-    return t
+def _sigma(sigma, like: Tensor, fn: str) -> Tensor:
+    return _scalar_or_batch(sigma, "sigma", like, fn, lo=0.0, lo_open=True)
 
 
 def quarter_circle_density(x: Tensor, sigma=1.0) -> Tensor:
@@ -303,8 +330,9 @@ def quarter_circle_density(x: Tensor, sigma=1.0) -> Tensor:
     The limit (``n -> inf``) of the empirical distribution of the singular values of an
     ``n x n`` matrix with independent ``N(0, sigma^2 / n)`` entries.
     """
-    x = _tensor(x, "x")
-    s = _sigma(sigma, x)
+    fn = "perturbation.quarter_circle_density"
+    x = validation.tensor(x, "x", fn=fn)
+    s = _sigma(sigma, x, fn)
     inside = (x >= 0) & (x <= 2 * s)
     val = (4 * s * s - x * x).clamp_min(0).sqrt() / (math.pi * s * s)
     return torch.where(inside, val, torch.zeros_like(val))
@@ -313,8 +341,9 @@ def quarter_circle_density(x: Tensor, sigma=1.0) -> Tensor:
 def quarter_circle_cdf(x: Tensor, sigma=1.0) -> Tensor:
     """The distribution function of :func:`quarter_circle_density`, ``[...] -> [...]``:
     ``F(x) = (x sqrt(4 sigma^2 - x^2) / 2 + 2 sigma^2 asin(x / 2 sigma)) / (pi sigma^2)``."""
-    x = _tensor(x, "x")
-    s = _sigma(sigma, x)
+    fn = "perturbation.quarter_circle_cdf"
+    x = validation.tensor(x, "x", fn=fn)
+    s = _sigma(sigma, x, fn)
     u = torch.minimum(x.clamp_min(0), 2 * s)
     F = (u * (4 * s * s - u * u).clamp_min(0).sqrt() / 2
          + 2 * s * s * torch.asin((u / (2 * s)).clamp(-1, 1))) / (math.pi * s * s)
@@ -327,11 +356,9 @@ def gaussian_skip_condition_limit(eps, sigma) -> Tensor:
     ``N(0, sigma^2/n)`` entries (``||W|| -> 2 sigma``). It is not the threshold:
     ``kappa(eps I + W)`` stays bounded for every ``sigma < eps``
     (:func:`gaussian_skip_condition`)."""
-    ref = torch.zeros((), dtype=torch.float64)
-    if isinstance(eps, Tensor):
-        ref = eps if eps.is_floating_point() else ref
-    e = _scalar_or_batch(eps, "eps", ref)
-    s = _sigma(sigma, e)
+    fn = "perturbation.gaussian_skip_condition_limit"
+    e = _scalar_or_batch(eps, "eps", _reference(eps), fn)
+    s = _sigma(sigma, e, fn)
     lo = e - 2 * s
     return torch.where(lo > 0, (e + 2 * s) / lo,
                        torch.full_like(lo, math.inf))
@@ -349,13 +376,19 @@ def gaussian_skip_edges(eps, sigma) -> tuple[Tensor, Tensor]:
     ``t < 1`` the lower one is ``eps sqrt(lambda(g_2)) > 0`` (``g_2 > 1``), for ``t >= 1``
     it is 0 (the limit law reaches 0).
     """
-    ref = torch.zeros((), dtype=torch.float64)
+    return _skip_edges(eps, sigma, "perturbation.gaussian_skip_edges")
+
+
+def _reference(eps) -> Tensor:
+    """The dtype and device of the result: ``eps``'s when it is a floating tensor."""
     if isinstance(eps, Tensor) and eps.is_floating_point():
-        ref = eps
-    e = _scalar_or_batch(eps, "eps", ref)
-    if (e <= 0).any():
-        raise ValueError("eps must be > 0 (for eps = 0 the lower edge is 0: thm (iii))")
-    t2 = (_sigma(sigma, e) / e) ** 2
+        return eps
+    return torch.zeros((), dtype=torch.float64)
+
+
+def _skip_edges(eps, sigma, fn: str) -> tuple[Tensor, Tensor]:
+    e = _scalar_or_batch(eps, "eps", _reference(eps), fn, lo=0.0, lo_open=True)
+    t2 = (_sigma(sigma, e, fn) / e) ** 2
     root = (t2 * t2 + 8 * t2).sqrt()
 
     def lam(g):
@@ -374,7 +407,7 @@ def gaussian_skip_condition(eps, sigma) -> Tensor:
     edges of :func:`gaussian_skip_edges`, finite exactly when ``sigma < eps`` (``inf``
     otherwise). It is below Weyl's :func:`gaussian_skip_condition_limit` where that exists
     (``2 sigma < eps``)."""
-    lo, hi = gaussian_skip_edges(eps, sigma)
+    lo, hi = _skip_edges(eps, sigma, "perturbation.gaussian_skip_condition")
     return torch.where(lo > 0, hi / lo.clamp_min(torch.finfo(lo.dtype).tiny),
                        torch.full_like(hi, math.inf))
 
@@ -389,16 +422,21 @@ def activation_diagonal(pre: Tensor, act: str, *, alpha: float = 0.1) -> Tensor:
     +1 or -1 (the sign; -1 at 0, as :mod:`dltheory.cpa` codes it). So ``act(pre) = d *
     pre`` exactly.
     """
-    pre = _tensor(pre, "pre")
+    fn = "perturbation.activation_diagonal"
+    act = validation.choice(act, "act", ACTIVATIONS, fn=fn)
+    pre = validation.tensor(pre, "pre", fn=fn, min_ndim=1, layout="[..., n]")
+    a = _scalar_or_batch(alpha, "alpha", pre, fn, lo=0.0, hi=1.0)
+    try:
+        torch.broadcast_shapes(pre.shape, a.shape)
+    except RuntimeError:
+        raise InputError(f"{fn}: alpha of shape {tuple(a.shape)} does not broadcast to pre "
+                         f"of shape {tuple(pre.shape)}") from None
     one = torch.ones_like(pre)
     if act == "relu":
         return torch.where(pre > 0, one, torch.zeros_like(pre))
     if act == "leaky_relu":
-        a = _scalar_or_batch(alpha, "alpha", pre, lo=0.0, hi=1.0)
         return torch.where(pre > 0, one, a * one)
-    if act == "abs":
-        return torch.where(pre > 0, one, -one)
-    raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+    return torch.where(pre > 0, one, -one)
 
 
 def local_linear(W: Tensor, d: Tensor, arch: str, *, eps=None) -> Tensor:
@@ -412,20 +450,32 @@ def local_linear(W: Tensor, d: Tensor, arch: str, *, eps=None) -> Tensor:
     * ``"densenet"``: ``[I; D W]`` ``[..., n + g, n]`` - the layer
       ``h -> [h; act(W h + b)]``.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
-    W = _matrix(W, "W", square=arch == "resnet")
-    d = _tensor(d, "d")
+    fn = "perturbation.local_linear"
+    arch = validation.choice(arch, "arch", ARCHS, fn=fn)
+    W = _matrix(W, "W", fn, square=arch == "resnet")
+    d = validation.tensor(d, "d", fn=fn, min_ndim=1, layout="[..., g]")
     if d.shape[-1:] != W.shape[-2:-1]:
-        raise ValueError(f"d has shape {tuple(d.shape)} but W has shape {tuple(W.shape)}: d "
-                         f"needs one entry per row of W ({W.shape[-2]})")
-    if arch != "resnet" and eps not in (None, 0, 0.0):
-        raise ValueError(f"eps applies to arch='resnet' only, got eps={eps!r} for {arch!r}")
+        raise InputError(f"{fn}: d has shape {tuple(d.shape)} but W has shape "
+                         f"{tuple(W.shape)}: d needs one entry per row of W ({W.shape[-2]})")
+    try:
+        torch.broadcast_shapes(d.shape[:-1], W.shape[:-2])
+    except RuntimeError:
+        raise InputError(f"{fn}: the batch {tuple(d.shape[:-1])} of d does not broadcast "
+                         f"with the batch {tuple(W.shape[:-2])} of W") from None
+    if arch != "resnet" and eps is not None and not (
+            isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps == 0):
+        raise InputError(f"{fn}: eps applies to arch='resnet' only, got eps={eps!r} for "
+                         f"{arch!r}")
     n = W.shape[-1]
     if arch == "convnet":
         return d[..., :, None] * W
     if arch == "resnet":
-        e = _scalar_or_batch(1.0 if eps is None else eps, "eps", W)
+        e = _scalar_or_batch(1.0 if eps is None else eps, "eps", W, fn)
+        try:
+            torch.broadcast_shapes(e.shape + (1, 1), W.shape)
+        except RuntimeError:
+            raise InputError(f"{fn}: eps of shape {tuple(e.shape)} does not broadcast to "
+                             f"the batch {tuple(W.shape[:-2])} of W") from None
         eye = torch.eye(n, dtype=W.dtype, device=W.device)
         return d[..., :, None] * (e[..., None, None] * eye + W)
     DW = d[..., :, None] * W
@@ -443,23 +493,39 @@ def range_condition_number(matvec, n: int, *, steps: int = 200,
     """``lambda_max / lambda_min`` of a PSD operator on its range, from products only.
 
     Lanczos (:func:`dltheory.spectra.lanczos`, full reorthogonalization) started from
-    ``v0 = A u`` (``u`` Gaussian from ``generator``), which lies in the range of ``A``: the
+    ``v0 = A u`` (``u`` Gaussian from ``generator``; default: seeded from the profile,
+    :func:`dltheory.validation.generator`), which lies in the range of ``A``: the
     Krylov space stays there, so its Ritz values approximate the non-zero eigenvalues
     only. The largest Ritz value is below ``lambda_max`` and the smallest above the
     smallest non-zero eigenvalue (Cauchy interlacing), both converging; they are exact
-    once ``steps`` reaches the rank. Ritz values below ``rtol * lambda_max`` (default
-    ``n * eps``; rounding re-introduces null-space directions) are dropped.
+    once ``steps`` reaches the rank. Ritz values below ``rtol * lambda_max`` (``rtol`` in
+    ``[0, 1]``, default ``n * eps``; rounding re-introduces null-space directions) are
+    dropped. ``matvec``: ``v [n] -> A v [n]``, same dtype, finite.
 
     Returns ``(kappa, lambda_min_on_range, lambda_max)``, each 0-d. Memory ``steps * n``.
     """
     from . import spectra  # here, not at the top: spectra may re-export this module
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    n = spectra._check_operator(matvec, n)
+    fn = "perturbation.range_condition_number"
+    if not callable(matvec):
+        raise InputTypeError(f"{fn}: matvec must be a callable v [n] -> A v [n], got "
+                             f"{type(matvec).__name__}")
+    n = validation.integer(n, "n (the operator's size)", fn=fn, lo=1)
+    steps = validation.integer(steps, "steps", fn=fn, lo=1)
+    generator = validation.generator(generator, fn=fn)
+    dtype = validation.floating_dtype(dtype, fn=fn)
+    if rtol is not None:
+        rtol = validation.real(rtol, "rtol", fn=fn, lo=0.0, hi=1.0)
     u = torch.randn(n, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
-    v0 = spectra._apply(matvec, u)
-    if not torch.linalg.vector_norm(v0) > 0:
+    v0 = matvec(u)
+    if not isinstance(v0, Tensor) or v0.shape != u.shape or v0.dtype != u.dtype:
+        got = f"{tuple(v0.shape)} {v0.dtype}" if isinstance(v0, Tensor) else \
+            type(v0).__name__
+        raise InputError(f"{fn}: matvec maps a vector [{n}] of dtype {dtype} to {got}; it "
+                         "must return the same shape and dtype")
+    validation.finite_output(v0, "matvec(u)", fn=fn, cause="the operator returned NaN or "
+                             "inf (overflow?)")
+    if not bool((v0 != 0).any()):
         zero = torch.zeros((), dtype=dtype, device=device)
         return torch.full_like(zero, math.inf), zero, zero
     ritz, _ = spectra.lanczos(matvec, n, steps, v0=v0, dtype=dtype, device=device)
@@ -474,12 +540,12 @@ def range_condition_number(matvec, n: int, *, steps: int = 200,
 # ----------------------------------------------------------------------------- layer Hessian
 
 
-def _quadratic(q):
+def _quadratic(q, fn: str):
     from .landscape import Quadratic
 
     if not isinstance(q, Quadratic):
-        raise TypeError(f"q must be a dltheory.landscape.Quadratic (from "
-                        f"landscape.layer_quadratic), got {type(q).__name__}")
+        raise InputTypeError(f"{fn}: q must be a dltheory.landscape.Quadratic (from "
+                             f"landscape.layer_quadratic), got {type(q).__name__}")
     return q
 
 
@@ -487,18 +553,23 @@ def layer_hessian_factor(q) -> Tensor:
     """``F [N k, P]`` with ``H = F^T F`` for a :class:`dltheory.landscape.Quadratic` ``q``
     (:meth:`~dltheory.landscape.Quadratic.factor`): ``F v`` and ``F^T F`` restricted to a
     few directions give curvatures without the ``P x P`` matrix."""
-    return _quadratic(q).factor()
+    return _quadratic(q, "perturbation.layer_hessian_factor").factor()
 
 
 def layer_hessian_eigvalsh(q) -> Tensor:
     """The eigenvalues (ascending) of a layer's loss Hessian that can be non-zero, from the
     smaller Gram matrix (:meth:`~dltheory.landscape.Quadratic.gram_eigvalsh`); ``H`` is never
     formed."""
-    return _quadratic(q).gram_eigvalsh()
+    return _quadratic(q, "perturbation.layer_hessian_eigvalsh").gram_eigvalsh()
 
 
 def layer_hessian_condition(q, *, rtol: float | None = None) -> Tensor:
     """``lambda_max / lambda_min`` of a layer's loss Hessian on its range (0-d),
     :meth:`dltheory.landscape.Quadratic.condition_number` (from the Gram matrix when the
-    quadratic was built with ``dense=False``); ``inf`` for a zero Hessian."""
-    return _quadratic(q).condition_number(rtol=rtol)
+    quadratic was built with ``dense=False``); ``inf`` for a zero Hessian. ``rtol`` in
+    ``[0, 1]``: eigenvalues at most ``rtol * lambda_max`` count as zero."""
+    fn = "perturbation.layer_hessian_condition"
+    q = _quadratic(q, fn)
+    if rtol is not None:
+        rtol = validation.real(rtol, "rtol", fn=fn, lo=0.0, hi=1.0)
+    return q.condition_number(rtol=rtol)
