@@ -179,3 +179,23 @@ def test_every_public_function_has_a_bad_input_case():
         names |= {c.name.split("[")[0] for c in importlib.import_module(f).CASES}
     missing = sorted(set(_public_functions()) - names)
     assert not missing, f"public functions without a bad-input Case: {missing}"
+
+
+def test_allocates_turns_running_out_of_memory_into_an_error_naming_the_sizes():
+    @v.allocates("mod.make", "n and d")
+    def make(n, d):
+        return np.empty((n, d))
+
+    with pytest.raises(InputError, match=r"^mod\.make: the sizes \(n and d\) need more memory"):
+        make(10**9, 10**9)
+    assert make(2, 3).shape == (2, 3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: __import__("dltheory.data").data.two_moons(10**12),
+    lambda: __import__("dltheory.data").data.low_rank(10**7, 10**7, 3),
+    lambda: __import__("dltheory.data").data.gaussian_mixture(10, d=10**12),
+])
+def test_data_sets_too_large_to_allocate_are_refused_by_name(call):
+    with pytest.raises(InputError, match=r"the sizes \(.*\) need more memory"):
+        call()

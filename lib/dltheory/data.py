@@ -119,6 +119,7 @@ def _balanced_labels(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 # --------------------------------------------------------------------------- 2-D toys
 
 
+@validation.allocates("data.two_moons", "n")
 def two_moons(
     n: int,
     *,
@@ -154,6 +155,7 @@ def two_moons(
     return _to_float(X[perm], dtype, device, "X", fn), _labels(y[perm], device)
 
 
+@validation.allocates("data.circles", "n")
 def circles(
     n: int,
     *,
@@ -224,6 +226,7 @@ def _check_mixture_args(k: object, d: object, sep: object, fn: str) -> tuple[int
     return k, d, sep
 
 
+@validation.allocates("data.gaussian_mixture_means", "k and d")
 def gaussian_mixture_means(
     *,
     k: int = 3,
@@ -248,6 +251,7 @@ def gaussian_mixture_means(
     return _to_float(_mixture_means(k, d, sep, means_rng), dtype, device, "means", fn)
 
 
+@validation.allocates("data.gaussian_mixture", "n, k and d")
 def gaussian_mixture(
     n: int,
     *,
@@ -283,6 +287,7 @@ def gaussian_mixture(
 # --------------------------------------------------------------------------- regression
 
 
+@validation.allocates("data.sparse_regression", "n and d")
 def sparse_regression(
     n: int,
     d: int,
@@ -337,6 +342,7 @@ def _orthonormal_columns(rows: int, cols: int, rng: np.random.Generator) -> np.n
     return q * signs
 
 
+@validation.allocates("data.low_rank", "m and n")
 def low_rank(
     m: int,
     n: int,
@@ -394,6 +400,7 @@ def _singular_values(values, r: int, fn: str) -> np.ndarray:
     return np.sort(s)[::-1]
 
 
+@validation.allocates("data.matrix_completion_mask", "m and n")
 def matrix_completion_mask(
     m: int,
     n: int,

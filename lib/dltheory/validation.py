@@ -20,6 +20,7 @@ function draws from, or advances, torch's global generator.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ from dltheory.errors import DLTheoryError, InputError, InputTypeError
 __all__ = [
     "DLTheoryError", "InputError", "InputTypeError",
     "tensor", "is_finite", "real", "integer", "floating_dtype", "boolean", "choice", "network",
-    "finite_output",
+    "finite_output", "allocates",
     "private_copy", "seeded_generator", "generator",
 ]
 
@@ -151,6 +152,31 @@ def private_copy(x: torch.Tensor) -> torch.Tensor:
     (``ReLU(inplace=True)``, a view followed by ``relu_``) can never write into the
     caller's tensor."""
     return x.detach().clone()
+
+
+def _too_large(fn: str, sizes: str, why: str) -> str:
+    return f"{fn}: the sizes ({sizes}) need more memory than there is ({why}); pass smaller ones"
+
+
+def allocates(fn: str, sizes: str):
+    """Decorate a function that allocates arrays from its size arguments (``sizes``, e.g.
+    ``"n and d"``): running out of memory becomes an :class:`InputError` naming them,
+    raised at once, instead of a raw ``MemoryError`` or allocator error from deep inside
+    NumPy or torch."""
+    def wrap(f):
+        @functools.wraps(f)
+        def call(*args, **kwargs):
+            try:
+                return f(*args, **kwargs)
+            except MemoryError as err:
+                why = str(err).splitlines()[0] if str(err) else "out of memory"
+                raise InputError(_too_large(fn, sizes, why)) from None
+            except RuntimeError as err:
+                if "alloc" not in str(err).lower() and "memory" not in str(err).lower():
+                    raise
+                raise InputError(_too_large(fn, sizes, str(err).splitlines()[0])) from None
+        return call
+    return wrap
 
 
 # ---------------------------------------------------------------------------------- numbers
