@@ -21,3 +21,8 @@ def randomize_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
                     m.weight.copy_(1 + 0.3 * torch.randn(n, generator=g, dtype=F64))
                     m.bias.copy_(0.2 * torch.randn(n, generator=g, dtype=F64))
     return net
+
+
+def randn(*shape, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    """``scale * N(0, 1)`` in float64 of ``shape``, from a generator seeded with ``seed``."""
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)

@@ -23,14 +23,10 @@ from torch import nn
 from badinput import Case, count_spoils, make_tests
 from dltheory import dynamics, landscape, nets, validation
 from dltheory.errors import DLTheoryError, InputError
+from netutil import randn as _randn
 
 F64 = torch.float64
 NAN, INF = math.nan, math.inf
-
-
-def _randn(*shape, seed=0, scale=1.0):
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed),
-                               dtype=F64)
 
 
 def _mlp(seed=0):
