@@ -99,11 +99,8 @@ def _to_float(array: np.ndarray, dtype: torch.dtype, device, what: str, fn: str
               ) -> torch.Tensor:
     """Cast a NumPy array to a torch tensor, refusing non-finite results (e.g. overflow)."""
     t = torch.as_tensor(np.ascontiguousarray(array)).to(dtype=dtype)
-    if not bool(torch.isfinite(t).all()):
-        raise InputError(
-            f"{fn}: {what} is not finite in dtype {dtype} (overflow); use a wider dtype or "
-            "smaller scale"
-        )
+    validation.finite_output(t, what, fn=fn, cause=f"it overflows {dtype}",
+                             fix="use a wider dtype or a smaller scale")
     return t.to(device=device)
 
 

@@ -114,9 +114,8 @@ def _scalar_or_batch(x, name: str, like: Tensor, fn: str, *, lo: float = 0.0,
     else:
         v = validation.real(x, name, fn=fn, lo=lo, hi=hi, lo_open=lo_open)
         t = torch.tensor(v, dtype=like.dtype, device=like.device)
-    if not bool(torch.isfinite(t).all()):
-        raise InputError(f"{fn}: {name} overflows {like.dtype}; pass a smaller value or "
-                         "use float64")
+    validation.finite_output(t, name, fn=fn, cause=f"it overflows {like.dtype}",
+                             fix="pass a smaller value or use float64")
     return t
 
 
