@@ -236,8 +236,8 @@ def test_batched_depths_and_settings_match_single_runs(act, sw2, sb2, depth, see
     torch.testing.assert_close(K, K.T, rtol=0, atol=0)
     assert torch.linalg.eigvalsh(K).min() > -1e-10 * K.abs().max()
     cross = inf.nngp_ntk(X, X.clone(), act=act, sw2=sw2, sb2=sb2, depth=depth)
-    # ReLU: arccos near c = 1 turns rounding 1e-16 into 1e-8 on coincident points
-    torch.testing.assert_close(cross.ntk, K, rtol=1e-6 if act == "relu" else 1e-12, atol=1e-12)
+    # (ReLU carries sin^2(theta/2), so coincident points are as accurate as the others)
+    torch.testing.assert_close(cross.ntk, K, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("act", ["relu", "erf"])
@@ -467,6 +467,162 @@ def test_cnn_nngp_is_the_covariance_of_wide_network_outputs():
             f = net(X)
         K = inf.cnn_nngp_ntk(X, act="erf", sw2=1.5, sb2=0.2, depth=3, readout=readout).nngp
         assert float((f @ f.T / f.shape[1] - K).norm() / K.norm()) < 0.05
+
+
+READOUT_KINDS = ("flatten", "gap")
+
+
+def _box9(A):
+    """The sum over the 3x3 offsets, circular, by ``torch.roll`` (independent of the
+    library's :class:`_Box`)."""
+    return sum(A.roll((-i, -j), (-2, -1)) for i in (-1, 0, 1) for j in (-1, 0, 1))
+
+
+def _cnn_diagonal_recursion(x, sw2, sb2, depth):
+    """ReLU CNN kernels of an image ``x [C, H, W]`` with itself at correlation 1, depths
+    ``1 .. depth``: the variances ``k^{l+1}(p) = sw2 (1/9) sum_delta k^l(p + delta) / 2 +
+    sb2`` (``E[relu(u)^2] = k/2``, ``E[relu'(u)^2] = 1/2``), read out at ``p`` (flatten;
+    also gap when every patch of ``x`` is the same, as in a constant image)."""
+    g = (x * x).sum(0) / x.shape[0]
+    K, T = [sw2 * g.mean() + sb2], [sw2 * g.mean() + sb2]
+    k = sw2 * _box9(g) / 9 + sb2
+    t = k
+    for _ in range(depth - 1):
+        K.append(sw2 * (k / 2).mean() + sb2)
+        T.append(K[-1] + sw2 * (t / 2).mean())
+        k = sw2 * _box9(k / 2) / 9 + sb2
+        t = k + sw2 * _box9(t / 2) / 9
+    return torch.stack(K), torch.stack(T)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 5), (1, 9, 8)])
+@pytest.mark.parametrize("sb2", [0.0, 0.1, 3.0])
+def test_cnn_relu_kernel_of_duplicate_images_is_the_diagonal_recursion(shape, sb2):
+    """Copies of an image at other indices (and, without bias, its double: the ReLU kernel
+    is 1-homogeneous), within ``X1`` and with ``X2 = X1.clone()``: the flatten kernel of a
+    copy is the diagonal recursion and the pooled one that of the image with itself, at
+    every depth within 1e-12 (``arccos`` of a correlation of ``1 - eps`` was off by up to
+    1e-9). (4x5 images take the product with the circulant matrix, 9x8 the shifted sums.)"""
+    X = _x((6, *shape), 12)
+    X = torch.cat([X, X[1:2], 2 * X[2:3] if sb2 == 0 else X[2:3]])    # rows 6, 7: copies
+    sw2, depth = 1.7, 6
+    pairs = ((1, 6), (6, 1), (2, 7), (7, 2))
+    for readout in READOUT_KINDS:
+        kw = dict(act="relu", sw2=sw2, sb2=sb2, depth=list(range(1, depth + 1)),
+                  readout=readout)
+        same = inf.cnn_nngp_ntk(X, **kw)
+        cross = inf.cnn_nngp_ntk(X, X.clone(), **kw)
+        for i, j in pairs:
+            scale = 2.0 if (sb2 == 0 and 7 in (i, j)) else 1.0
+            a = min(i, j)
+            if readout == "flatten":
+                want = _cnn_diagonal_recursion(X[a], sw2, sb2, depth)
+            else:
+                want = same.nngp[:, a, a], same.ntk[:, a, a]
+            for out in (same, cross):
+                for got, ref in zip((out.nngp[:, i, j], out.ntk[:, i, j]), want, strict=True):
+                    torch.testing.assert_close(got, scale * ref, rtol=1e-12, atol=0)
+        torch.testing.assert_close(cross.nngp, same.nngp, rtol=1e-12, atol=0)
+        torch.testing.assert_close(cross.ntk, same.ntk, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 5), (1, 9, 8)])
+def test_cnn_relu_pooled_kernel_of_constant_images_and_translates(shape):
+    """A constant image: every pair of patches is coincident, so its pooled kernel (with
+    itself, and with 3 times itself without bias) is the diagonal recursion, within 1e-12
+    (was 2e-8). An image and its circular translate: the pooled kernel is that of the image
+    with itself (pooling averages over every pair of positions), within 1e-12 (was 7e-10)."""
+    C, H, W = shape
+    c = _x((C, 1, 1), 13).expand(C, H, W)
+    y = _x(shape, 14)
+    X = torch.stack([c, 3 * c, y, y.roll((1, 2), (1, 2))])
+    sw2, depth = 1.7, 6
+    for sb2 in (0.0, 0.4):
+        out = inf.cnn_nngp_ntk(X, act="relu", sw2=sw2, sb2=sb2,
+                               depth=list(range(1, depth + 1)), readout="gap")
+        for got, ref in zip(out, _cnn_diagonal_recursion(c, sw2, sb2, depth), strict=True):
+            torch.testing.assert_close(got[:, 0, 0], ref, rtol=1e-12, atol=0)
+            if sb2 == 0:
+                torch.testing.assert_close(got[:, 0, 1], 3 * ref, rtol=1e-12, atol=0)
+            torch.testing.assert_close(got[:, 2, 3], got[:, 2, 2], rtol=1e-12, atol=0)
+            torch.testing.assert_close(got[:, 3, 2], got[:, 3, 3], rtol=1e-12, atol=0)
+
+
+def _mp_cnn_relu(x, y, sw2, sb2, depth):
+    """The ReLU CNN recursion for one pair of images ``[C, H, W]`` (nested lists) in
+    60-digit arithmetic (mpmath), over every pair of positions ``(p, q)`` with
+    ``theta = acos`` of the correlation: ``{readout: [(K^l, Theta^l)]}``, ``l = 1 ..
+    depth``, flatten (the mean over ``p = q``) and gap (over every ``(p, q)``)."""
+    mp = pytest.importorskip("mpmath")
+    ctx = mp.mp.clone()
+    ctx.dps = 60
+    w, b = ctx.mpf(sw2), ctx.mpf(sb2)
+    C, H, W = len(x), len(x[0]), len(x[0][0])
+    pos = [(i, j) for i in range(H) for j in range(W)]
+    offs = [(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+
+    def at(p, d):
+        return (p[0] + d[0]) % H, (p[1] + d[1]) % W
+
+    def dot(u, v, p, q):
+        return ctx.fsum(ctx.mpf(u[c][p[0]][p[1]]) * ctx.mpf(v[c][q[0]][q[1]])
+                        for c in range(C)) / C
+
+    def conv(u, v, p, q):
+        return w * ctx.fsum(dot(u, v, at(p, d), at(q, d)) for d in offs) / 9 + b
+
+    kx = {p: conv(x, x, p, p) for p in pos}
+    ky = {p: conv(y, y, p, p) for p in pos}
+    K = {(p, q): conv(x, y, p, q) for p in pos for q in pos}
+    T = dict(K)
+    pairs = {"flatten": [(p, p) for p in pos], "gap": list(K)}
+    out = {name: [(w * ctx.fsum(dot(x, y, *pq) for pq in P) / len(P) + b,) * 2]
+           for name, P in pairs.items()}
+    for layer in range(2, depth + 1):
+        F, Fd = {}, {}
+        for (p, q), k in K.items():
+            s = ctx.sqrt(kx[p] * ky[q])
+            th = ctx.acos(max(min(k / s, 1), -1))
+            F[p, q] = s * (ctx.sin(th) + (ctx.pi - th) * ctx.cos(th)) / (2 * ctx.pi)
+            Fd[p, q] = (ctx.pi - th) / (2 * ctx.pi) * T[p, q]
+        for name, P in pairs.items():
+            k_out = w * ctx.fsum(F[pq] for pq in P) / len(P) + b
+            out[name].append((k_out, k_out + w * ctx.fsum(Fd[pq] for pq in P) / len(P)))
+        if layer == depth:
+            break
+        K = {(p, q): w * ctx.fsum(F[at(p, d), at(q, d)] for d in offs) / 9 + b
+             for p, q in K}
+        T = {(p, q): K[p, q] + w * ctx.fsum(Fd[at(p, d), at(q, d)] for d in offs) / 9
+             for p, q in K}
+        kx = {p: w * ctx.fsum(kx[at(p, d)] for d in offs) / 18 + b for p in pos}
+        ky = {p: w * ctx.fsum(ky[at(p, d)] for d in offs) / 18 + b for p in pos}
+    return out
+
+
+@pytest.mark.parametrize("sb2", [0.0, 0.1, 2.0])
+def test_cnn_relu_kernel_of_near_coincident_images_matches_60_digit_arithmetic(sb2):
+    """Pairs ``x, x + delta v`` (``delta = 1e-3 .. 1e-12``, where ``arccos`` of the
+    correlation lost up to half the digits: errors up to 5e-9), a copy, ``2x``, ``-x``, a
+    translate and an unrelated image, 2x3x4 images: every depth's flatten and pooled NNGP
+    and NTK within 1e-13 of the mpmath value (relative; where the value vanishes, as for
+    ``-x`` without bias, absolute in units of 1e-3 of the largest value of that depth)."""
+    x, v = _x((2, 3, 4), 15), _x((2, 3, 4), 16)
+    ys = [x + d * v for d in (1e-3, 1e-6, 1e-9, 1e-12)] + \
+        [x.clone(), 2 * x, -x, x.roll(1, 2), v]
+    sw2, depth = 1.7, 5
+    refs = [_mp_cnn_relu(x.tolist(), y.tolist(), sw2, sb2, depth) for y in ys]
+    for readout in READOUT_KINDS:
+        out = inf.cnn_nngp_ntk(torch.stack([x] * len(ys)), torch.stack(ys), act="relu",
+                               sw2=sw2, sb2=sb2, depth=list(range(1, depth + 1)),
+                               readout=readout)
+        for layer in range(depth):
+            for kern, which in ((out.nngp, 0), (out.ntk, 1)):
+                want = [float(ref[readout][layer][which]) for ref in refs]
+                floor = 1e-3 * max(abs(v) for v in want)
+                for j, w in enumerate(want):
+                    got = float(kern[layer, j, j])
+                    assert abs(got - w) <= 1e-13 * max(abs(w), floor), \
+                        (readout, sb2, j, layer, which, got, w)
 
 
 def test_cnn_bad_input_errors():

@@ -22,8 +22,9 @@ arc-cosine kernel of Cho & Saul (``c = k12 / sqrt(k11 k22)``, ``theta = arccos c
 
 evaluated without ``arccos`` (whose error is ``sqrt(eps)`` at ``c ~ 1``): the angle of each
 pair is taken from the inputs at the first layer and carried through the layers as
-``sin^2(theta/2)`` by a recursion without cancellation (:func:`_relu_block`), so duplicate,
-near-duplicate and distinct points are all accurate to a few ulps;
+``sin^2(theta/2)`` by a recursion without cancellation (:func:`_relu_block`; for
+convolutions :func:`_cnn_relu_block`), so duplicate, near-duplicate and distinct points (and
+images) are all accurate to a few ulps;
 
 erf (Williams 1997)
 
@@ -135,9 +136,8 @@ def _variance(name: str, value, dtype, device, *, strict: bool, fn: str,
             raise InputTypeError(f"{fn}: {name} must be a real number or tensor, got a "
                                  f"{value.dtype} tensor")
         t = value.to(dtype=dtype, device=device)
-        if not bool(torch.isfinite(t).all()):
-            raise InputError(f"{fn}: {name} does not fit in {dtype} (overflow); pass smaller "
-                             "variances or use float64")
+        validation.finite_output(t, name, fn=fn, cause=f"it overflows {dtype}",
+                                 fix="pass smaller variances or use float64")
     else:
         t = torch.tensor(validation.real(value, name, fn=fn), dtype=dtype, device=device)
     bad = (t <= 0) if strict else (t < 0)
@@ -212,16 +212,23 @@ def _finite_kernels(out: Kernels, fn: str) -> Kernels:
 # --------------------------------------------------------------------------- the recursion
 
 #: Entries of one row block: the elementwise passes of a layer run on blocks this size, which
-#: stay in cache (six float64 arrays of 2^15 entries: 1.5 MiB), instead of streaming the
-#: whole matrix through memory once per pass.
-BLOCK_ENTRIES = 1 << 15
+#: stay in cache (the nine work arrays of a block, float64: 9 MiB, in the last-level cache),
+#: instead of streaming the whole matrix through memory once per pass; smaller blocks pay
+#: the dispatch of a layer's ~20 torch calls more often (2^15: 1.2x slower on 2 cores).
+BLOCK_ENTRIES = 1 << 17
+
+
+def _phi2(act: str, k: torch.Tensor, w=1.0) -> torch.Tensor:
+    """``w E[phi(u)^2]`` for ``u ~ N(0, k)``: ``w k/2`` (ReLU) or ``w (2/pi) arcsin(2k/(1 +
+    2k))``."""
+    if act == "relu":
+        return w * k / 2
+    return w * (2 / math.pi) * torch.arcsin(2 * k / (1 + 2 * k))
 
 
 def _diag_step(act: str, k: torch.Tensor, w, b) -> torch.Tensor:
     """The diagonal ``K^{l+1}(x, x)`` from ``K^l(x, x)`` (``E[phi(u)^2]`` in closed form)."""
-    if act == "relu":
-        return w * k / 2 + b
-    return w * (2 / math.pi) * torch.arcsin(2 * k / (1 + 2 * k)) + b
+    return _phi2(act, k, w) + b
 
 
 def _row_factor(act: str, k: torch.Tensor) -> torch.Tensor:
@@ -238,17 +245,28 @@ _NEAR_SIN = math.sqrt(1 - (1 - NEAR) ** 2) / 2
 
 
 class _Scratch:
-    """Work arrays for one row block, reused across blocks and layers (a ReLU recursion's
-    seventh holds the block's ``sin^2(theta/2)``, carried through the layers)."""
+    """Work arrays for one row block ``[rows, *tail]``, reused across blocks and layers (a
+    ReLU recursion's seventh holds the block's ``sin^2(theta/2)``, carried through the
+    layers)."""
 
-    def __init__(self, rows: int, cols: int, like: torch.Tensor, n: int):
-        self.bufs = [like.new_empty(rows, cols) for _ in range(n)]
+    def __init__(self, rows: int, tail: Sequence[int], like: torch.Tensor, n: int):
+        self.bufs = [like.new_empty(rows, *tail) for _ in range(n)]
         one = dict(dtype=like.dtype, device=like.device)
         self.one, self.pi = torch.tensor(1.0, **one), torch.tensor(math.pi, **one)
         self.half, self.zero = torch.tensor(0.5, **one), torch.tensor(0.0, **one)
 
     def take(self, m: int) -> list[torch.Tensor]:
         return [buf[:m] for buf in self.bufs]
+
+
+def _pair_diag(t: torch.Tensor, r0: int) -> torch.Tensor:
+    """The entries of a row block ``t`` ``[m, N2]`` whose rows are the points of the columns
+    ``r0, r0 + 1, ...`` (each point paired with itself), as a view ``[m]``; a convolutional
+    block ``[m, N2, R, H, W]``: those pairs at the offset ``r = 0``, ``[H, W, m]``."""
+    d = t.narrow(1, r0, t.shape[0])
+    if d.ndim > 2:
+        d = d.select(2, 0)
+    return d.diagonal(dim1=0, dim2=1)
 
 
 def _erf_block(kb: torch.Tensor, tb: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
@@ -273,6 +291,37 @@ def _erf_block(kb: torch.Tensor, tb: torch.Tensor, f1: torch.Tensor, f2: torch.T
     torch.add(kb, tb, alpha=2 * w / math.pi, out=tb)                # Theta^{l+1}
 
 
+# ReLU. Every pair's angle theta is carried through the layers as hv = sin^2(theta/2) =
+# (1 - cos theta)/2 (never arccos of a correlation, whose error is sqrt(eps) at theta ~ 0):
+# :func:`_relu_angles` turns it into the layer's terms, :func:`_relu_defect` into pi - J,
+# from which the next layer's hv is a sum of nonnegative terms (:func:`_relu_block`, fully
+# connected; :func:`_cnn_relu_block`, convolutional). The first layer's angles come from the
+# inputs (:class:`_FirstAngles`).
+
+def _relu_angles(hv, sh, ch, th, psi, u, scratch: _Scratch, first: bool) -> None:
+    """The ReLU terms of pairs at the angles ``theta``, from ``hv = sin^2(theta/2)``: fills
+    ``sh = sin(theta)/2``, ``ch = cos(theta)/2``, ``th = theta`` (not when ``first``: they
+    hold the first layer's angles already, :class:`_FirstAngles`), ``psi = pi - theta`` and
+    ``u = J/2``, ``J = sin theta + (pi - theta) cos theta``, so that ``E[phi(u) phi(v)] =
+    sqrt(k11 k22) J / (2 pi)`` and ``E[phi'(u) phi'(v)] = psi / (2 pi)``. All arrays of one
+    shape; past the first layer ``hv <= 1/2`` (the correlations are >= 0)."""
+    if not first:
+        torch.addcmul(hv, hv, hv, value=-1.0, out=sh).sqrt_()  # sin(theta)/2
+        torch.sub(scratch.half, hv, out=ch)                    # cos(theta)/2
+        torch.atan2(sh, ch, out=th)                            # theta
+    torch.sub(scratch.pi, th, out=psi)                         # pi - theta
+    torch.addcmul(sh, psi, ch, out=u)                          # J/2
+
+
+def _relu_defect(th, sh, psi, hv) -> None:
+    """``th`` (``theta``, with ``sh``, ``psi`` and ``hv`` of :func:`_relu_angles`) receives
+    ``pi - J = 2 (pi - theta) sin^2(theta/2) + (theta - sin theta)``: two nonnegative terms,
+    so the next layer's angle, built from it, has an absolute error of a few ulps however
+    small it is."""
+    torch.sub(th, sh, alpha=2.0, out=th)                       # theta - sin theta
+    th.addcmul_(psi, hv, value=2.0)                            # pi - J
+
+
 def _relu_rows(n: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
     """Per-point factors of the next ReLU layer's angles, from the norms ``n = sqrt(K^l(x,
     x))`` ``[S, N]`` (``w``, ``b`` ``[S, 1]``): the next layer's features of ``x`` are
@@ -286,8 +335,7 @@ def _relu_rows(n: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
 def _relu_block(kb: torch.Tensor, tb: torch.Tensor, hv: torch.Tensor, first: bool, n1, n2,
                 nxt, w: float, b: torch.Tensor, bias: bool, diag, scratch: _Scratch):
     """One ReLU layer on a row block, in place, carrying the angle ``theta`` of every pair
-    as ``hv = sin^2(theta/2) = (1 - cos theta)/2`` ``[m, N2]`` (never ``arccos`` of a
-    correlation, whose error is ``sqrt(eps)`` at ``theta ~ 0``).
+    as ``hv = sin^2(theta/2)`` ``[m, N2]`` (:func:`_relu_angles`).
 
     ``kb`` receives ``K^{l+1} = b + w s J / (2 pi)``, ``J = sin theta + (pi - theta) cos
     theta``, ``s = n1 n2``; ``tb`` (``Theta^l``) receives ``Theta^{l+1} = K^{l+1} + w (pi -
@@ -298,18 +346,12 @@ def _relu_block(kb: torch.Tensor, tb: torch.Tensor, hv: torch.Tensor, first: boo
 
     ``sin^2(theta'/2) = sin^2((gamma - gamma')/2) + cos gamma cos gamma' (pi - J) / (2 pi)``,
 
-    a sum of nonnegative terms with ``pi - J = 2 (pi - theta) sin^2(theta/2) + (theta -
-    sin theta)``: no cancellation, so ``theta'`` has an absolute error of a few ulps however
-    small it is. ``bias``: ``b > 0`` (else ``gamma = 0`` for every point). ``diag`` as in
-    :func:`_erf_block`."""
+    a sum of nonnegative terms (:func:`_relu_defect`): no cancellation, so ``theta'`` has an
+    absolute error of a few ulps however small it is. ``bias``: ``b > 0`` (else ``gamma =
+    0`` for every point). ``diag`` as in :func:`_erf_block`."""
     m = kb.shape[0]
     sh, ch, th, psi, u, s = scratch.take(m)[:6]
-    if not first:
-        torch.addcmul(hv, hv, hv, value=-1.0, out=sh).sqrt_()  # sin(theta)/2
-        torch.sub(scratch.half, hv, out=ch)                    # cos(theta)/2
-        torch.atan2(sh, ch, out=th)                            # theta
-    torch.sub(scratch.pi, th, out=psi)                         # pi - theta
-    torch.addcmul(sh, psi, ch, out=u)                          # J/2
+    _relu_angles(hv, sh, ch, th, psi, u, scratch, first)
     torch.outer(n1, n2, out=s)                                 # sqrt(k11 k22)
     torch.addcmul(b, u, s, value=w / math.pi, out=kb)          # K^{l+1}
     if diag is not None:
@@ -318,8 +360,7 @@ def _relu_block(kb: torch.Tensor, tb: torch.Tensor, hv: torch.Tensor, first: boo
     torch.addcmul(kb, tb, psi, value=w / _TWO_PI, out=tb)      # Theta^{l+1}
     if nxt is None:
         return
-    torch.sub(th, sh, alpha=2.0, out=th)                       # theta - sin theta
-    th.addcmul_(psi, hv, value=2.0)                            # pi - J
+    _relu_defect(th, sh, psi, hv)                              # pi - J
     # (every product below is formed as x_i y_j or y_j x_i alike, so that a symmetric
     # kernel stays exactly symmetric)
     (a1, c1, g1), (a2, c2, g2) = nxt
@@ -336,77 +377,99 @@ def _relu_block(kb: torch.Tensor, tb: torch.Tensor, hv: torch.Tensor, first: boo
 
 
 class _FirstAngles:
-    """First-layer angles of the ReLU recursion. The first layer's features of ``x`` are
-    ``a(x) = (sqrt(sw2/d) x, sqrt(sb2))``, with ``K^1 = <a, a'>``; the angle of a pair comes
-    from its correlation ``c``, except for pairs within :data:`NEAR` of ``c = +-1`` when
-    the inputs are given (``X1`` not None): those get ``sin(theta/2) = |u - u'|/2`` and
+    """First-layer angles of the ReLU recursion. The first layer's features of an input
+    ``x`` (a point, or for a convolution the 3x3 patch of an image at a position) are
+    ``a(x) = (sqrt(sw2/d) x, sqrt(sb2))`` (``d`` its size), with ``K^1 = <a, a'>``; the
+    angle of a pair comes from its correlation ``c``, except for pairs within :data:`NEAR`
+    of ``c = +-1`` when the inputs are given: those get ``sin(theta/2) = |u - u'|/2`` and
     ``cos(theta/2) = |u + u'|/2`` from the unit vectors ``u = a/|a|`` themselves (Kahan's
-    angle: exact for duplicates, a few ulps for every pair). ``X2`` None: the same
-    points."""
+    angle: exact for duplicates, a few ulps for every pair). Subclasses gather the unit
+    vectors of those pairs (:meth:`units`) and give their size ``dim``; this class alone
+    (:func:`layer_step`, from a kernel) takes every angle from ``c``."""
+
+    exact = False
+    dim = 1
+
+    def units(self, i: int, r0: int, at: torch.Tensor):
+        """The unit vectors ``(u, u')`` ``[k, dim]`` of the pairs at the indices ``at``
+        ``[k, ndim]`` of a block of rows ``r0 ..``, for setting ``i``."""
+        raise NotImplementedError
+
+    def __call__(self, i: int, r0: int, kb, f1, f2, hv, scratch: _Scratch, diag: bool):
+        """Fill ``sin(theta)/2, cos(theta)/2, theta`` (the scratch arrays ``sh, ch, th``)
+        and ``hv = sin^2(theta/2)``, all shaped as ``K^1`` (``kb``, the block of rows ``r0
+        ..`` of setting ``i``), from ``K^1`` and the norms ``sqrt(K^1(x, x))`` of the rows
+        ``f1`` and of the columns ``f2`` (broadcasting to ``kb``); ``diag``: the rows are
+        the columns ``r0 ..`` (:func:`_pair_diag`, theta = 0 there)."""
+        sh, ch, th = scratch.take(kb.shape[0])[:3]
+        torch.mul(f1, f2, out=ch).clamp_min_(torch.finfo(ch.dtype).tiny)
+        torch.div(kb, ch, out=ch).clamp_(-1.0, 1.0)                   # c = cos theta
+        torch.addcmul(scratch.one, ch, ch, value=-1.0, out=sh).sqrt_().mul_(0.5)
+        # |c| > 1 - NEAR, read off sin(theta)/2 (one pass)
+        near = (sh < _NEAR_SIN) if self.exact else None
+        ch.mul_(0.5)
+        torch.sub(scratch.half, ch, out=hv)                            # (1 - c)/2
+        torch.atan2(sh, ch, out=th)
+        if diag:
+            for t, v in ((sh, 0.0), (ch, 0.5), (hv, 0.0), (th, 0.0)):
+                _pair_diag(t, r0).fill_(v)
+            if near is not None:
+                _pair_diag(near, r0).fill_(False)
+        if near is None or not bool(near.any()):
+            return
+        at = near.nonzero()
+        step = max(1, (1 << 20) // self.dim)
+        for j in range(0, len(at), step):
+            a, e = self.units(i, r0, at[j:j + step])
+            where = tuple(at[j:j + step].T)
+            t = torch.linalg.vector_norm(a - e, dim=1) / 2               # sin(theta/2)
+            co = torch.linalg.vector_norm(a + e, dim=1) / 2              # cos(theta/2)
+            sh[where], ch[where] = t * co, (co - t) * (co + t) / 2
+            hv[where], th[where] = t * t, 2 * torch.atan2(t, co)
+
+
+class _PointAngles(_FirstAngles):
+    """:class:`_FirstAngles` of points ``X1 [N1, d]``, ``X2 [N2, d]`` (None: the same
+    points) for the settings ``w, b`` ``[S]``, with the norms ``n1 [S, N1]``, ``n2 [S,
+    N2]``."""
+
+    exact = True
 
     def __init__(self, X1, X2, w, b, n1, n2):
         self.X1, self.X2, self.w, self.b, self.n1, self.n2 = X1, X2, w, b, n1, n2
-        self.units: dict[int, tuple] = {}
+        self.dim = X1.shape[1] + 1
+        self.cache: dict[int, tuple] = {}
 
-    def _units(self, i: int):
-        if i not in self.units:
+    def units(self, i: int, r0: int, at: torch.Tensor):
+        if i not in self.cache:
             def unit(X, n):
                 a = torch.cat([X * (self.w[i] / X.shape[1]).sqrt(),
                                self.b[i].sqrt().expand(len(X), 1)], dim=1)
                 return a / torch.where(n > 0, n, torch.ones_like(n))[:, None]
 
             u1 = unit(self.X1, self.n1[i])
-            self.units[i] = (u1, u1 if self.X2 is None else unit(self.X2, self.n2[i]))
-        return self.units[i]
-
-    def __call__(self, i: int, r0: int, kb, f1, f2, hv, scratch: _Scratch, diag: bool):
-        """Fill ``sin(theta)/2, cos(theta)/2, theta`` (the scratch arrays ``sh, ch, th``)
-        and ``hv = sin^2(theta/2)`` ``[m, N2]`` for the rows ``r0 ..`` of setting ``i``, from
-        ``K^1`` (``kb``) and the norms ``f1 [m]``, ``f2 [N2]``; ``diag``: the rows are the
-        columns ``r0 ..`` (theta = 0 there)."""
-        sh, ch, th = scratch.take(kb.shape[0])[:3]
-        torch.outer(f1, f2, out=ch).clamp_min_(torch.finfo(ch.dtype).tiny)
-        torch.div(kb, ch, out=ch).clamp_(-1.0, 1.0)                   # c = cos theta
-        torch.addcmul(scratch.one, ch, ch, value=-1.0, out=sh).sqrt_().mul_(0.5)
-        # |c| > 1 - NEAR, read off sin(theta)/2 (one pass)
-        near = (sh < _NEAR_SIN) if self.X1 is not None else None
-        ch.mul_(0.5)
-        torch.sub(scratch.half, ch, out=hv)                            # (1 - c)/2
-        torch.atan2(sh, ch, out=th)
-        if diag:
-            for t, v in ((sh, 0.0), (ch, 0.5), (hv, 0.0), (th, 0.0)):
-                t.diagonal(r0).fill_(v)
-            if near is not None:
-                near.diagonal(r0).fill_(False)
-        if near is None or not bool(near.any()):
-            return
-        rows, cols = near.nonzero().unbind(1)
-        u1, u2 = self._units(i)
-        step = max(1, (1 << 20) // u1.shape[1])
-        for j in range(0, len(rows), step):
-            r, c = rows[j:j + step], cols[j:j + step]
-            a, e = u1[r0 + r], u2[c]
-            t = torch.linalg.vector_norm(a - e, dim=1) / 2               # sin(theta/2)
-            co = torch.linalg.vector_norm(a + e, dim=1) / 2              # cos(theta/2)
-            sh[r, c], ch[r, c] = t * co, (co - t) * (co + t) / 2
-            hv[r, c], th[r, c] = t * t, 2 * torch.atan2(t, co)
+            self.cache[i] = (u1, u1 if self.X2 is None else unit(self.X2, self.n2[i]))
+        u1, u2 = self.cache[i]
+        return u1[r0 + at[:, 0]], u2[at[:, 1]]
 
 
 def _recursion(act: str, k12: torch.Tensor, t12: torch.Tensor, k1s: list[torch.Tensor],
                k2s: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor, same: bool,
                wanted: dict[int, tuple[torch.Tensor, torch.Tensor]],
-               first: _FirstAngles | None = None) -> None:
+               first: _FirstAngles | None = None, fill=None) -> None:
     """Layers ``2 .. len(k1s)`` of the recursion from layer 1, row block by row block.
 
     ``k12, t12`` ``[S, N1, N2]`` (contiguous; updated in place to the last layer); ``k1s[i]``
     ``[S, N1]`` and ``k2s[i]`` ``[S, N2]``: the diagonals at layer ``i + 1``; ``w, b``
     ``[S]``. ``wanted`` maps a layer to outputs ``[S, N1, N2]`` that receive its ``K`` and
-    ``Theta``. A block's rows go through every layer while they are in cache. ReLU: the
-    first layer's angles come from ``first`` (the inputs), else from ``k12`` alone."""
+    ``Theta``. A block's rows go through every layer while they are in cache. ``fill``:
+    None (``k12, t12`` hold layer 1), or ``fill(i, r0, kb, tb)`` writes layer 1 of setting
+    ``i`` into the block of rows ``r0 ..`` (``kb, tb``) first. ReLU: the first layer's
+    angles come from ``first`` (the inputs), else from ``k12`` alone."""
     S, N1, N2 = k12.shape
     rows = max(1, min(N1, BLOCK_ENTRIES // max(N2, 1)))
     relu = act == "relu"
-    scratch = _Scratch(rows, N2, k12, 7 if relu else 3)
+    scratch = _Scratch(rows, (N2,), k12, 7 if relu else 3)
     layers = len(k1s) - 1
     f1s = [_row_factor(act, k) for k in k1s]
     f2s = f1s if same else [_row_factor(act, k) for k in k2s]
@@ -415,7 +478,7 @@ def _recursion(act: str, k12: torch.Tensor, t12: torch.Tensor, k1s: list[torch.T
         nx2 = [_relu_rows(f, *wb) for f in f2s[:layers - 1]]
         nx1 = nx2 if same else [_relu_rows(f, *wb) for f in f1s[:layers - 1]]
         hv_buf = scratch.bufs[6]
-        angles = first if first is not None else _FirstAngles(None, None, w, b, None, None)
+        angles = first if first is not None else _FirstAngles()
     for i in range(S):
         wi = float(w[i])
         bi = b[i]
@@ -423,9 +486,15 @@ def _recursion(act: str, k12: torch.Tensor, t12: torch.Tensor, k1s: list[torch.T
         for r0 in range(0, N1, rows):
             r1 = min(N1, r0 + rows)
             kb, tb = k12[i, r0:r1], t12[i, r0:r1]
-            if relu:
+            if fill is not None:
+                fill(i, r0, kb, tb)
+                out = wanted.get(1)
+                if out is not None:
+                    out[0][i, r0:r1].copy_(kb)
+                    out[1][i, r0:r1].copy_(tb)
+            if relu and layers > 0:
                 hv = hv_buf[:r1 - r0]
-                angles(i, r0, kb, f1s[0][i, r0:r1], f2s[0][i], hv, scratch, same)
+                angles(i, r0, kb, f1s[0][i, r0:r1, None], f2s[0][i], hv, scratch, same)
             for step in range(layers):
                 diag = (r0, k1s[step + 1][i, r0:r1]) if same else None
                 if relu:
@@ -547,9 +616,6 @@ def _nngp_ntk(act, X1, X2, same, w, b, depths, scalar) -> Kernels:
     wf, bf = w.reshape(-1), b.reshape(-1)
     d = X1.shape[1]
     G = X1 @ X2.T
-    if same:       # BLAS does not return an exactly symmetric Gram matrix
-        G = (G + G.T) / 2
-    k12 = torch.addcmul(bf[:, None, None], wf[:, None, None], G / d)
     k1s = [wf[:, None] * (X1 * X1).sum(1) / d + bf[:, None]]
     k2s = k1s if same else [wf[:, None] * (X2 * X2).sum(1) / d + bf[:, None]]
     top = max(depths)
@@ -557,22 +623,32 @@ def _nngp_ntk(act, X1, X2, same, w, b, depths, scalar) -> Kernels:
         k1s.append(_diag_step(act, k1s[-1], wf[:, None], bf[:, None]))
         if not same:
             k2s.append(_diag_step(act, k2s[-1], wf[:, None], bf[:, None]))
-    if same:       # exact symmetric diagonal
-        k12.diagonal(dim1=-2, dim2=-1).copy_(k1s[0])
-    t12 = k12.clone()
-    N1, N2 = k12.shape[-2:]
-    first = _FirstAngles(X1, None if same else X2, wf, bf, k1s[0].sqrt(), k2s[0].sqrt()) \
+    N1, N2 = G.shape
+    k12 = G.new_empty(len(wf), N1, N2)
+    t12 = torch.empty_like(k12)
+    if same:       # BLAS does not return an exactly symmetric Gram matrix: (G + G^T) / 2
+        G += t12[0].copy_(G.T)     # (a blocked transpose; t12 is overwritten later)
+
+    def fill(i: int, r0: int, kb: torch.Tensor, tb: torch.Tensor) -> None:
+        """``K^1 = Theta^1 = b + w G / d`` of setting ``i``, rows ``r0 ..``, in cache."""
+        g = G[r0:r0 + len(kb)]
+        if same:
+            g = torch.div(g, 2, out=tb)
+        torch.addcmul(bf[i], wf[i], torch.div(g, d, out=tb), out=kb)
+        if same:   # exact symmetric diagonal
+            kb.diagonal(r0).copy_(k1s[0][i, r0:r0 + len(kb)])
+        tb.copy_(kb)
+
+    first = _PointAngles(X1, None if same else X2, wf, bf, k1s[0].sqrt(), k2s[0].sqrt()) \
         if act == "relu" else None
     if scalar:
-        _recursion(act, k12, t12, k1s, k2s, wf, bf, same, {}, first)
+        _recursion(act, k12, t12, k1s, k2s, wf, bf, same, {}, first, fill)
         return Kernels(k12.view(*S, N1, N2), t12.view(*S, N1, N2))
     K = k12.new_empty(k12.shape[0], len(depths), N1, N2)
     T = torch.empty_like(K)
     index = {layer: depths.index(layer) for layer in depths}
-    if 1 in index:
-        K[:, index[1]], T[:, index[1]] = k12, t12
     _recursion(act, k12, t12, k1s, k2s, wf, bf, same,
-               {layer: (K[:, i], T[:, i]) for layer, i in index.items() if layer > 1}, first)
+               {layer: (K[:, i], T[:, i]) for layer, i in index.items()}, first, fill)
     for i, layer in enumerate(depths):        # a depth asked for twice
         if i != index[layer]:
             K[:, i], T[:, i] = K[:, index[layer]], T[:, index[layer]]
@@ -584,25 +660,160 @@ def _nngp_ntk(act, X1, X2, same, w, b, depths, scalar) -> Kernels:
 READOUTS = ("flatten", "gap")
 
 
-def _pair_terms(act: str, k12: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor):
-    """``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` for ``Cov(u, v) = k12`` and variances
-    ``ka``, ``kb`` (all broadcast together)."""
-    if act == "relu":
-        s = (ka * kb).sqrt()
-        c = (k12 / s.clamp_min(1e-300)).clamp(-1.0, 1.0)
-        psi = math.pi - torch.arccos(c)
-        return (s * (1 - c * c).sqrt() + psi * k12) / _TWO_PI, psi / _TWO_PI
+def _erf_terms(k12: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor):
+    """erf: ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` for ``Cov(u, v) = k12`` and
+    variances ``ka``, ``kb`` (all broadcast together)."""
     aa = ((1 + 2 * ka) * (1 + 2 * kb)).sqrt()
     r = (2 * k12 / aa).clamp(-1.0, 1.0)
     return (2 / math.pi) * torch.arcsin(r), (4 / math.pi) / (aa * (1 - r * r).sqrt())
 
 
-def _box(A: torch.Tensor) -> torch.Tensor:
-    """``(1/9) sum_delta A[..., p + delta]`` over the 3x3 offsets ``delta``, circular, on the
-    last two (spatial) axes."""
-    H, W = A.shape[-2:]
-    flat = nn.functional.pad(A.reshape(-1, 1, H, W), (1, 1, 1, 1), mode="circular")
-    return nn.functional.avg_pool2d(flat, 3, stride=1).reshape(A.shape)
+class _Box:
+    """The sum over the 3x3 offsets ``delta`` of ``A[..., p + delta]``, circular, on the last
+    two (spatial) axes ``[..., H, W]`` (9 times the 3x3 box filter): an exact sum of the 9
+    terms, as a product with the ``[H W, H W]`` 0/1 circulant matrix for small or narrow
+    images (``H W <= P``, or ``W < 8`` and ``H W <= 4 P``; ``P`` = 32 in float64, 64 in
+    float32: the product costs ``H W`` flops an entry), else as sums of shifted slices along
+    each axis (``avg_pool2d`` on a circular pad is several times slower on CPU)."""
+
+    def __init__(self, H: int, W: int, like: torch.Tensor):
+        self.H, self.W = H, W
+        self.M = None
+        small = 32 if like.element_size() > 4 else 64
+        if H * W <= small or (W < 8 and H * W <= 4 * small):
+            idx = torch.arange(H * W).view(H, W)
+            M = torch.zeros(H * W, H * W, dtype=like.dtype)
+            for dh in (-1, 0, 1):
+                for dw in (-1, 0, 1):
+                    # row src[p] of column p: the position p + delta
+                    src = idx.roll((-dh, -dw), dims=(0, 1)).reshape(-1)
+                    M.index_put_((src, torch.arange(H * W)), torch.ones(H * W, dtype=M.dtype),
+                                 accumulate=True)
+            self.M = M.to(like.device)
+
+    def __call__(self, A: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``A [..., H, W]``, contiguous; ``out``: a contiguous array of its shape, or None."""
+        H, W = self.H, self.W
+        if out is None:
+            out = torch.empty_like(A, memory_format=torch.contiguous_format)
+        if self.M is not None:
+            torch.matmul(A.reshape(-1, H * W), self.M, out=out.view(-1, H * W))
+            return out
+        P = nn.functional.pad(A.reshape(-1, 1, H, W), (1, 1, 1, 1), mode="circular")[:, 0]
+        r = P[..., :W] + P[..., 1:W + 1]
+        r += P[..., 2:]
+        o = out.view(-1, H, W)
+        torch.add(r[:, :H], r[:, 1:H + 1], out=o)
+        o += r[:, 2:]
+        return out
+
+
+class _PatchAngles(_FirstAngles):
+    """:class:`_FirstAngles` of the 3x3 patches (circular) of images ``X1 [N1, C, H, W]``
+    and ``X2`` (None: the same images), one setting ``w, b`` (numbers): the pair at block
+    index ``(row, column, r, p)`` is the patch of the row's image at ``p`` and the column's
+    at ``p + offsets[r]``. ``n1 [N1, H, W]``, ``n2``: the norms ``sqrt(K^1(x, x))`` of the
+    patches."""
+
+    exact = True
+
+    def __init__(self, X1, X2, w: float, b: float, n1, n2, offsets):
+        C = X1.shape[1]
+
+        def pad(X):
+            return nn.functional.pad(X, (1, 1, 1, 1), mode="circular")
+
+        self.X1 = pad(X1)
+        self.X2 = self.X1 if X2 is None else pad(X2)
+        self.n1, self.n2 = n1, n2
+        self.scale, self.bias = math.sqrt(w / (9 * C)), math.sqrt(b)
+        self.off = torch.tensor(offsets, device=X1.device).view(-1, 2)
+        self.dim = 9 * C + 1
+        d = torch.arange(3, device=X1.device)
+        self.d, self.c = d, torch.arange(C, device=X1.device)
+
+    def _unit(self, Xp, n, img, ph, pw):
+        v = Xp[img[:, None, None, None], self.c[:, None, None],
+               (ph[:, None] + self.d)[:, None, :, None], (pw[:, None] + self.d)[:, None, None, :]]
+        a = torch.cat([v.reshape(len(img), -1) * self.scale,
+                       v.new_full((len(img), 1), self.bias)], dim=1)
+        norm = n[img, ph, pw]
+        return a / torch.where(norm > 0, norm, torch.ones_like(norm))[:, None]
+
+    def units(self, i: int, r0: int, at: torch.Tensor):
+        row, col, r, ph, pw = at.unbind(1)
+        H, W = self.n1.shape[1:]
+        qh, qw = (ph + self.off[r, 0]) % H, (pw + self.off[r, 1]) % W
+        return (self._unit(self.X1, self.n1, r0 + row, ph, pw),
+                self._unit(self.X2, self.n2, col, qh, qw))
+
+
+def _cnn_relu_next(n: torch.Tensor, N: torch.Tensor, w: float, b: float):
+    """For a ReLU convolution from the norms ``n = sqrt(K^l(x, x))`` ``[N, H, W]`` at every
+    position to the next layer's ``N``: the next layer's features at ``p``, ``(sqrt(b),
+    sqrt(w/9) f_delta)`` over the offsets ``delta`` (``f_delta`` the ReLU features at ``p +
+    delta``, of norm ``n(p + delta) / sqrt(2)``), divided by ``N(p)``, have the unit
+    "radial" part ``2 P``, ``P = (sqrt(b), sqrt(w/18) n(p + delta)) / (2 N(p))`` ``[10, N,
+    H, W]`` (9 components when ``b = 0``); returns ``(P, c)``, ``c = sqrt(w / (36 pi)) / N``
+    (0 where ``N = 0``: ``b = 0`` and a zero patch, whose kernel is 0)."""
+    inv = torch.where(N > 0, 1 / N, torch.zeros_like(N))
+    comps = [n.roll((-dh, -dw), dims=(-2, -1)) for dh in (-1, 0, 1) for dw in (-1, 0, 1)]
+    P = torch.stack(comps) * (math.sqrt(w / 18) / 2)
+    if b > 0:
+        P = torch.cat([torch.full_like(n, math.sqrt(b) / 2)[None], P])
+    return P * inv, inv * math.sqrt(w / (36 * math.pi))
+
+
+def _cnn_relu_block(K, Th, hv, first: bool, n1, n2, nxt, w: float, b: torch.Tensor, diag,
+                    out, box: _Box, scratch: _Scratch) -> None:
+    """One ReLU layer of the convolutional recursion on a row block, in place. ``K, Th, hv``
+    ``[m, N2, R, H, W]``: ``K^l``, ``Theta^l`` and ``sin^2(theta/2)`` (:func:`_relu_angles`)
+    of the pairs (position ``p`` of the row's image, ``p + r`` of the column's); ``n1 [m,
+    1, 1, H, W]``, ``n2 [N2, R, H, W]``: their norms ``sqrt(K^l(x, x))``. With ``s = n1 n2``,
+    ``A = s J / 2 = pi E[phi(u) phi(v)]`` and ``F = (pi - theta) Theta^l = 2 pi E[phi'(u)
+    phi'(v)] Theta^l``:
+
+    ``out`` (None, or the readout's rows ``(K, Theta)`` ``[m, N2]``) receives ``K = w
+    mean(A) / pi + b`` and ``K + w mean(F) / (2 pi)``, the means over ``(r, p)``;
+    ``nxt`` (None at the last layer, else ``(P1, P2, c1, c2)`` of :func:`_cnn_relu_next`
+    for the rows ``[.., m, 1, 1, H, W]`` and the columns at ``p + r`` ``[.., N2, R, H, W]``)
+    lets ``K, Th`` receive the convolution ``K^{l+1} = b + w box(A) / (9 pi)``,
+    ``Theta^{l+1} = K^{l+1} + w box(F) / (18 pi)`` (:class:`_Box`) and ``hv`` the next
+    layer's
+
+    ``sin^2(theta'/2) = |P1 - P2|^2 + c1 c2 box(s (pi - J))``,
+
+    a quarter of the squared distance between the next layer's unit features (the radial
+    part, from the norms, and the angular one, :func:`_relu_defect`): nonnegative terms, no
+    cancellation (the fully connected :func:`_relu_block` is the case of one position).
+    ``diag``: None, or ``(r0, k)`` when the rows are the images of the columns ``r0 ..``:
+    their pairs at ``r = 0`` get the exact ``E[phi(u)^2] = k/2`` (``k [m, H, W]``)."""
+    m = K.shape[0]
+    sh, ch, th, psi, u, s = scratch.take(m)[:6]
+    _relu_angles(hv, sh, ch, th, psi, u, scratch, first)
+    torch.mul(n1, n2, out=s)                                   # sqrt(k11 k22)
+    if nxt is not None:
+        _relu_defect(th, sh, psi, hv)                          # pi - J
+        th.mul_(s)
+    u.mul_(s)                                                  # A = s J / 2
+    if diag is not None:
+        _pair_diag(u, diag[0]).copy_(diag[1].permute(1, 2, 0)).mul_(math.pi / 2)
+    Th.mul_(psi)                                               # F
+    if out is not None:
+        sp = (2, 3, 4)
+        torch.add(b, u.mean(dim=sp), alpha=w / math.pi, out=out[0])
+        torch.add(out[0], Th.mean(dim=sp), alpha=w / _TWO_PI, out=out[1])
+    if nxt is None:
+        return
+    torch.add(b, box(u, out=psi), alpha=w / (9 * math.pi), out=K)       # K^{l+1}
+    torch.add(K, box(Th, out=psi), alpha=w / (18 * math.pi), out=Th)    # Theta^{l+1}
+    P1, P2, c1, c2 = nxt
+    box(th, out=hv).mul_(c1).mul_(c2)
+    for p1, p2 in zip(P1, P2, strict=True):
+        torch.sub(p1, p2, out=sh)
+        hv.addcmul_(sh, sh)
+    if diag is not None:
+        _pair_diag(hv, diag[0]).zero_()
 
 
 def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2: float,
@@ -619,7 +830,11 @@ def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, 
     derivative term). Indexed by ``(p, r = p' - p)``, a convolution is a 3x3 box filter over
     ``p`` at fixed ``r``, and ``r = 0`` is closed under the recursion: a flatten readout needs
     ``[N1, N2, H, W]`` per layer, a pooled one every offset, ``[N1, N2, H W, H, W]``. The
-    readout averages over ``p`` (flatten) or over ``(p, p')`` (gap).
+    readout averages over ``p`` (flatten) or over ``(p, p')`` (gap). ReLU carries the angle
+    of every pair of positions as ``sin^2(theta/2)`` (:func:`_cnn_relu_block`; the first
+    layer's from the 3x3 patches themselves), never ``arccos`` of a correlation: duplicate
+    images, an image and its double without bias, coincident patches (a constant image, a
+    translate under pooling) and near-coincident ones are accurate to a few ulps.
 
     Args:
         X1: images ``[N1, C, H, W]``; X2: ``[N2, C, H, W]`` (default: ``X1``).
@@ -653,50 +868,81 @@ def _cnn_kernels(act, X1, X2, same, w, b, depths, scalar, readout) -> Kernels:
         [(i, j) for i in range(H) for j in range(W)]          # r = (0, 0) first
 
     def at_offsets(Z: torch.Tensor) -> torch.Tensor:
-        """``Z [N, ..., H, W]`` -> ``[N, ..., R, H, W]`` with entry ``Z[..., p + r]``."""
+        """``Z [..., H, W]`` -> ``[..., R, H, W]`` with entry ``Z[..., p + r]``."""
         return torch.stack([torch.roll(Z, shifts=(-i, -j), dims=(-2, -1)) for i, j in offsets],
                            dim=-3)
 
     G = torch.einsum("nchw,mcrhw->nmrhw", X1, at_offsets(X2)) / C  # [N1, N2, R, H, W]
-    g1 = (X1 * X1).sum(1) / C                                      # [N1, H, W]
-    g2 = (X2 * X2).sum(1) / C
-
+    box = _Box(H, W, G)
+    w9 = w / 9
     top = max(depths)
     # the variances of every layer's units (x = x', r = 0), O(N P) each
-    k1s, k2s = [w * _box(g1) + b], [w * _box(g2) + b]
+    k1s = [w9 * box((X1 * X1).sum(1) / C) + b]
+    k2s = k1s if same else [w9 * box((X2 * X2).sum(1) / C) + b]
     for _ in range(top - 2):
-        k1s.append(w * _box(_pair_terms(act, k1s[-1], k1s[-1], k1s[-1])[0]) + b)
-        k2s.append(k1s[-1] if same else
-                   w * _box(_pair_terms(act, k2s[-1], k2s[-1], k2s[-1])[0]) + b)
-    diag = [_pair_terms(act, k, k, k) for k in k1s]   # E[phi^2], E[phi'^2]
-    k2r = [at_offsets(k)[None] for k in k2s]           # columns' variances at p + r
+        k1s.append(w9 * box(_phi2(act, k1s[-1])) + b)
+        if not same:
+            k2s.append(w9 * box(_phi2(act, k2s[-1])) + b)
     sp = (2, 3, 4)
     N1, N2 = G.shape[:2]
     lin = w * G.mean(dim=sp) + b                       # depth 1: the readout of the input
     outK = {d: lin.clone() if d == 1 else G.new_empty(N1, N2) for d in set(depths)}
     outT = {d: lin.clone() if d == 1 else G.new_empty(N1, N2) for d in set(depths)}
+    relu = act == "relu"
+    bt = G.new_tensor(b)
+    if relu:
+        # norms at p (rows) and p + r (columns); the radial parts of every layer's angles
+        n1s = [k.sqrt() for k in k1s]
+        n2s = n1s if same else [k.sqrt() for k in k2s]
+        n2r = [at_offsets(n) for n in n2s]
+        nxt = []
+        for i in range(top - 2):
+            P1, c1 = _cnn_relu_next(n1s[i], n1s[i + 1], w, b)
+            P2, c2 = (P1, c1) if same else _cnn_relu_next(n2s[i], n2s[i + 1], w, b)
+            nxt.append((P1, at_offsets(P2), c1, at_offsets(c2)))
+        first = _PatchAngles(X1, None if same else X2, w, b, n1s[0], n2s[0], offsets)
+    else:
+        diag = [_erf_terms(k, k, k) for k in k1s]     # E[phi^2], E[phi'^2]
+        k2r = [at_offsets(k)[None] for k in k2s]       # columns' variances at p + r
     # Rows are independent given the variances: each block of rows goes through every layer
     # while it is in cache.
-    rows = max(1, min(N1, (BLOCK_ENTRIES * 4) // G[0].numel()))
-    for r0 in range(0, N1, rows):
+    rows = max(1, min(N1, BLOCK_ENTRIES // G[0].numel()))
+    scratch = _Scratch(rows, G.shape[1:], G, 9 if relu else 2)
+    for r0 in range(0, N1 if top > 1 else 0, rows):
         r1 = min(N1, r0 + rows)
-        K = _box(G[r0:r1]).mul_(w).add_(b)             # the first convolution
-        Th = K.clone()
+        if relu:
+            K, Th, hv = scratch.take(r1 - r0)[6:]
+        else:
+            K, Th = scratch.take(r1 - r0)
+        box(G[r0:r1], out=K).mul_(w9).add_(b)          # the first convolution
+        Th.copy_(K)
+        if relu:
+            first(0, r0, K, n1s[0][r0:r1, None, None], n2r[0], hv, scratch, same)
         for layer in range(2, top + 1):
             i = layer - 2
-            Fk, Fd = _pair_terms(act, K, k1s[i][r0:r1, None, None], k2r[i])
+            out = (outK[layer][r0:r1], outT[layer][r0:r1]) if layer in outK else None
+            if relu:
+                step = None
+                if layer < top:
+                    P1, P2, c1, c2 = nxt[i]
+                    step = (P1[:, r0:r1, None, None], P2, c1[r0:r1, None, None], c2)
+                _cnn_relu_block(K, Th, hv, layer == 2, n1s[i][r0:r1, None, None], n2r[i],
+                                step, w, bt, (r0, k1s[i][r0:r1]) if same else None, out,
+                                box, scratch)
+                continue
+            Fk, Fd = _erf_terms(K, k1s[i][r0:r1, None, None], k2r[i])
             if same:             # entries x = x', r = 0: the exact variances
                 idx = torch.arange(r0, r1, device=G.device)
                 Fk[idx - r0, idx, 0] = diag[i][0][r0:r1]
                 Fd[idx - r0, idx, 0] = diag[i][1][r0:r1]
             Fd *= Th
-            if layer in outK:    # the readout averages over p (flatten) or (p, p + r)
-                outK[layer][r0:r1] = Fk.mean(dim=sp).mul_(w).add_(b)
-                outT[layer][r0:r1] = Fd.mean(dim=sp).mul_(w).add_(outK[layer][r0:r1])
+            if out is not None:  # the readout averages over p (flatten) or (p, p + r)
+                out[0].copy_(Fk.mean(dim=sp).mul_(w).add_(b))
+                out[1].copy_(Fd.mean(dim=sp).mul_(w).add_(out[0]))
             if layer == top:
                 break
-            K = _box(Fk).mul_(w).add_(b)
-            Th = _box(Fd).mul_(w).add_(K)
+            box(Fk, out=K).mul_(w9).add_(b)
+            box(Fd, out=Th).mul_(w9).add_(K)
     out = {d: (outK[d], outT[d]) for d in outK}
     if scalar:
         return Kernels(*out[depths[0]])
