@@ -75,6 +75,16 @@ def test_no_math_is_left_raw(html):
         assert hit is None, f"{page.relative_to(html)}: raw math {text[hit.start():][:80]!r}"
 
 
+def test_no_cell_shows_the_repr_of_a_matplotlib_object(html):
+    """A cell ending in ``ax.legend()`` prints ``<matplotlib.legend.Legend at 0x...>``: noise
+    on the page. Figure cells end with ``plot.show()``."""
+    stray = re.compile(r"<matplotlib\.[\w.]+ (at|object at) 0x|^Text\(\d", re.M)
+    for page in _pages(html):
+        for out in _soup(page).select(".cell_output .output.text_plain"):
+            hit = stray.search(out.get_text())
+            assert hit is None, f"{page.relative_to(html)}: a cell shows {hit.group(0)!r}..."
+
+
 def test_math_is_present_for_mathjax(html):
     page = _soup(html / "book/foundations/checking_a_theorem.html")
     assert len(page.select(".math")) > 20

@@ -58,6 +58,12 @@ def figure(ncols: int = 1, *, width: float | None = None, height: float = 3.4):
     return fig, axes
 
 
+def show() -> None:
+    """Draw the current figure and return nothing, so that a cell ending in a figure shows
+    the figure and not the repr of its last artist (``<matplotlib.legend.Legend at ...>``)."""
+    plt.show()
+
+
 def _np(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
