@@ -23,11 +23,11 @@ LIB = Path(__file__).resolve().parents[1] / "lib" / "dltheory"
 #: The modules whose public functions take user input and are held to issue 13's rule.
 CHECKED = ("cpa", "regions", "kernels", "infinite", "dynamics", "landscape", "nets",
            "spectra", "perturbation", "data", "stats", "diagonal",
-           "batchnorm", "factorization")
+           "batchnorm", "factorization", "flow")
 #: The test files that hold their bad-input cases.
 CASE_FILES = ("test_bad_input_cpa_regions", "test_bad_input_kernels",
               "test_bad_input_dynamics", "test_bad_input_spectra_data", "test_diagonal",
-              "test_batch_norm", "test_factorization")
+              "test_batch_norm", "test_factorization", "test_flow")
 
 
 # ------------------------------------------------------------------------------- hierarchy
