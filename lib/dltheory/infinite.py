@@ -384,16 +384,13 @@ class _FirstAngles:
     of ``c = +-1`` when the inputs are given: those get ``sin(theta/2) = |u - u'|/2`` and
     ``cos(theta/2) = |u + u'|/2`` from the unit vectors ``u = a/|a|`` themselves (Kahan's
     angle: exact for duplicates, a few ulps for every pair). Subclasses gather the unit
-    vectors of those pairs (:meth:`units`) and give their size ``dim``; this class alone
+    vectors of those pairs (a method ``units(i, r0, at)``: the unit vectors ``(u, u')``
+    ``[k, dim]`` of the pairs at the indices ``at`` ``[k, ndim]`` of a block of rows ``r0 ..``,
+    for setting ``i``) and give their size ``dim``; this class alone
     (:func:`layer_step`, from a kernel) takes every angle from ``c``."""
 
     exact = False
     dim = 1
-
-    def units(self, i: int, r0: int, at: torch.Tensor):
-        """The unit vectors ``(u, u')`` ``[k, dim]`` of the pairs at the indices ``at``
-        ``[k, ndim]`` of a block of rows ``r0 ..``, for setting ``i``."""
-        raise NotImplementedError
 
     def __call__(self, i: int, r0: int, kb, f1, f2, hv, scratch: _Scratch, diag: bool):
         """Fill ``sin(theta)/2, cos(theta)/2, theta`` (the scratch arrays ``sh, ch, th``)
