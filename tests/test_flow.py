@@ -168,6 +168,44 @@ def test_times_must_be_whole_steps():
         fl.gd(_qloss(_quad([1.0])), torch.ones(1, 1, dtype=F64), lr=0.3, times=[1.0])
 
 
+def test_rk4_is_fourth_order_on_a_quadratic():
+    A = _quad([2.0, 0.5, -0.3])
+    th0 = torch.tensor([[1.0, -1.0, 0.5], [0.2, 0.3, -0.4]], dtype=F64)
+    exact = fl.quadratic_flow(A, th0, times=[0.0, 1.0, 2.0])
+    err = []
+    for h in (0.1, 0.05):
+        path = fl.flow(_qloss(A), th0, times=[0.0, 1.0, 2.0], method="RK4", step=h)
+        assert path.method == "RK4" and path.step == h and path.nfev == 4 * round(2.0 / h)
+        assert torch.equal(path.theta[0], th0)
+        err.append(float((path.theta - exact).abs().max()))
+    assert err[1] < 1e-5
+    assert 12 < err[0] / err[1] < 20          # 2^4 = 16: fourth order
+
+
+def test_rk4_on_a_relu_loss_converges_as_the_step_shrinks():
+    g = torch.Generator().manual_seed(3)
+    L = fl.mlp_loss(torch.randn(20, 3, generator=g, dtype=F64),
+                    torch.randn(20, 1, generator=g, dtype=F64), [3, 5, 1], act="relu")
+    th0 = L.init(0.5, [0, 1])
+    ends = [fl.flow(L, th0, times=[1.0], method="RK4", step=h).theta[-1]
+            for h in (1 / 32, 1 / 64, 1 / 128)]
+    d1, d2 = float((ends[0] - ends[1]).norm()), float((ends[1] - ends[2]).norm())
+    assert d2 < d1 and d2 < 1e-4
+    assert float(L(ends[-1]).sum()) < float(L(th0).sum())
+
+
+def test_rk4_step_is_required_and_only_for_rk4():
+    with pytest.raises(InputError, match="step"):
+        fl.flow(_qloss(A0), T0, times=[1.0], method="RK4")
+    with pytest.raises(InputError, match="step"):
+        fl.flow(_qloss(A0), T0, times=[1.0], step=0.1)
+    with pytest.raises(InputError, match="whole number of steps"):
+        fl.flow(_qloss(A0), T0, times=[0.55], method="RK4", step=0.1)
+    with pytest.raises(InputError, match="smaller step"):
+        fl.flow(_qloss(_quad([-50.0])), torch.ones(1, 1, dtype=F64), times=[40.0],
+                method="RK4", step=0.5)
+
+
 # ---------------------------------------------------------------------------- bad input
 
 A0 = _quad([1.0, 0.5])
@@ -184,7 +222,12 @@ CASES = [
     Case("flow.flow", fl.flow,
          lambda: {"loss": LOSS0, "theta0": T0.clone(), "times": [0.0, 0.5]},
          tensors=("theta0",), scalars={"times": [[-1.0], [NAN]], "rtol": [NAN, 0.0, 1.0],
-                                       "atol": [-1.0, NAN], "method": ["Euler", 3]}),
+                                       "atol": [-1.0, NAN], "method": ["Euler", 3],
+                                       "step": [0.1]}),
+    Case("flow.flow", fl.flow,
+         lambda: {"loss": LOSS0, "theta0": T0.clone(), "times": [0.0, 0.5],
+                  "method": "RK4", "step": 0.1},
+         tensors=("theta0",), scalars={"step": [NAN, 0.0, -0.1, None, 0.3, "x"]}),
     Case("flow.quadratic_flow", fl.quadratic_flow,
          lambda: {"A": A0.clone(), "theta0": T0.clone(), "times": [0.5]},
          tensors=("A", "theta0"), scalars={"times": [[NAN], [2.0, 1.0]]}),

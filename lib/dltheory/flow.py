@@ -161,30 +161,47 @@ def gd(loss: Callable, theta0: torch.Tensor, *, lr, times) -> torch.Tensor:
 @dataclass(frozen=True)
 class FlowPath:
     """The flow at ``times``: ``theta [T, R, p]``; ``nfev`` gradient evaluations (each of
-    all ``R`` runs), ``method``, ``rtol``, ``atol``."""
+    all ``R`` runs), ``method``, ``rtol``, ``atol`` (NaN for the fixed-step ``"RK4"``) and
+    ``step`` (``"RK4"`` only, else None)."""
 
     theta: torch.Tensor
     nfev: int
     method: str
     rtol: float
     atol: float
+    step: float | None = None
 
 
 def flow(loss: Callable, theta0: torch.Tensor, *, times, rtol: float = 1e-10,
-         atol: float = 1e-12, method: str = "DOP853") -> FlowPath:
+         atol: float = 1e-12, method: str = "DOP853", step: float | None = None) -> FlowPath:
     """Gradient flow ``dtheta/dt = -grad f(theta)`` of ``R`` runs, integrated as one system
     by ``scipy.integrate.solve_ivp`` (``method`` ``"DOP853"``, ``"Radau"`` or ``"RK45"``,
     error control at ``rtol``/``atol``) in float64, recorded at ``times [T]`` (the first may
-    be 0). Returns :class:`FlowPath` with ``theta [T, R, p]`` in ``theta0``'s dtype."""
-    from scipy.integrate import solve_ivp
+    be 0). Returns :class:`FlowPath` with ``theta [T, R, p]`` in ``theta0``'s dtype.
 
+    ``method="RK4"`` is the classical fixed-step Runge-Kutta method with step ``step``
+    (every time a whole number of steps), run in torch on ``theta0``'s device and dtype, for
+    losses that are only piecewise smooth (ReLU): an error-controlled solver shrinks its
+    step at every crossing of a kink, a fixed step crosses it with a local error of order
+    ``step^2`` (order ``step^5`` between kinks). Its error is not controlled: estimate it by
+    halving ``step`` (``rtol``/``atol`` are not used)."""
     fn = f"{_MOD}.flow"
     loss = _loss(loss, fn)
     theta = _theta(theta0, fn)
     t = _times(times, fn)
+    method = validation.choice(method, "method", ("DOP853", "Radau", "RK45", "RK4"), fn=fn)
+    if method == "RK4":
+        if step is None:
+            raise InputError(f"{fn}: method 'RK4' needs step=; pass a positive step size")
+        return _rk4(loss, theta, t, validation.real(step, "step", fn=fn, lo=0.0, lo_open=True),
+                    fn)
+    if step is not None:
+        raise InputError(f"{fn}: step= is only for method 'RK4' ({method} chooses its own "
+                         "steps); drop step or pass method='RK4'")
+    from scipy.integrate import solve_ivp
+
     rtol = validation.real(rtol, "rtol", fn=fn, lo=1e-14, hi=1e-2)
     atol = validation.real(atol, "atol", fn=fn, lo=1e-16, hi=1.0)
-    method = validation.choice(method, "method", ("DOP853", "Radau", "RK45"), fn=fn)
     shape, dev, dt = theta.shape, theta.device, theta.dtype
 
     def field(_s, z):
@@ -205,6 +222,36 @@ def flow(loss: Callable, theta0: torch.Tensor, *, times, rtol: float = 1e-10,
         out, nfev = sol.y.T, int(sol.nfev)
     th = torch.as_tensor(out).reshape(len(t), *shape).to(device=dev, dtype=dt)
     return FlowPath(th, nfev, method, rtol, atol)
+
+
+def _rk4(loss: Callable, theta: torch.Tensor, t: np.ndarray, h: float, fn: str) -> FlowPath:
+    k = t / h
+    marks = np.rint(k).astype(np.int64)
+    if (np.abs(k - marks) > 1e-9 * np.maximum(k, 1)).any():
+        raise InputError(f"{fn}: every time must be a whole number of steps (times / step "
+                         "must be integers)")
+    out = torch.empty((len(t), *theta.shape), dtype=theta.dtype, device=theta.device)
+    x, nfev, j = theta.detach().clone(), 0, 0
+
+    def field(z):
+        return -_value_and_grad(loss, z, fn)[1]
+
+    for n in range(int(marks[-1]) + 1):
+        while j < len(t) and marks[j] == n:
+            out[j], j = x, j + 1
+        if n == int(marks[-1]):
+            break
+        k1 = field(x)
+        k2 = field(x + (h / 2) * k1)
+        k3 = field(x + (h / 2) * k2)
+        k4 = field(x + h * k3)
+        x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+        nfev += 4
+        if n % 64 == 63 and not validation.is_finite(x):
+            raise InputError(f"{fn}: the RK4 iterates are not finite at t = {(n + 1) * h:g}; "
+                             "pass a smaller step")
+    validation.finite_output(out, "the RK4 path", fn=fn, fix="pass a smaller step")
+    return FlowPath(out, nfev, "RK4", float("nan"), float("nan"), h)
 
 
 # --------------------------------------------------------------------------- quadratics
