@@ -432,16 +432,18 @@ def test_table_text_contains_every_claim():
     _fill()
     text = claims.table_text()
     lines = text.splitlines()
-    assert len(lines) == 1 + 3
-    assert lines[0].startswith("claim")
-    for name in ("t.one", "t.two (negative control)", "t.three"):
+    assert len(lines) == 1 + 2 * 3                  # header, then each claim and its run
+    assert lines[0].split() == ["claim", "checks", "measured", "bound", "rejects", "/",
+                                "breaks"]
+    for name in ("t.one (theorem)", "t.two (theorem, negative control)", "t.three"):
         assert name in text
-    assert "lem-two" in text and "FAILED" in text and "failed as expected" in text
+    assert "lem-two" in text and "✘ FAILED" in text and "⊘ failed as expected" in text
+    assert "✔ passed" in text and text.count("run: ci · cpu") == 3
 
 
 def test_table_text_of_empty_list_is_header_only():
     assert claims.table_text([]).splitlines() == [claims.table_text([])]
-    assert "wall (s)" in claims.table_text([])
+    assert "rejects / breaks" in claims.table_text([])
 
 
 def test_table_html_rows_and_classes():
@@ -451,7 +453,17 @@ def test_table_html_rows_and_classes():
     assert out.count('class="claim-ok"') == 1
     assert out.count('class="claim-ok claim-control"') == 1  # a control is marked apart
     assert out.count('class="claim-bad"') == 1
-    assert "<th>wall (s)</th>" in out
+    assert out.count("<th>") == len(claims.TABLE_COLUMNS) == 6
+    assert "<small>theorem, negative control</small>" in out
+
+
+def test_negative_controls_do_not_wear_the_passing_check():
+    _fill()
+    marks = {r["claim"]: r["verdict"] for r in claims.rows(claims.ledger)}
+    assert marks == {"t.one": "✔ passed", "t.two": "⊘ failed as expected",
+                     "t.three": "✘ FAILED"}
+    assert claims.ledger.claims["t.two"].line().startswith("⊘ claim t.two")
+    assert claims.ledger.claims["t.one"].line().startswith("✔ claim t.one")
 
 
 def test_table_html_escapes():
@@ -462,6 +474,112 @@ def test_table_html_escapes():
     out = claims.table_html([d])
     assert "<script>" not in out
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+
+
+def test_table_offers_the_records_to_the_book(monkeypatch):
+    """In a notebook the table is also a bundle of the records (:data:`claims.TABLE_MIME`),
+    which the book renders with theorems linked by number."""
+    _fill()
+    shown = []
+    monkeypatch.setattr(claims, "_in_ipython", lambda: True)
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw: shown.append(obj))
+    claims.table()
+    (bundle,) = shown
+    assert [r["name"] for r in bundle[claims.TABLE_MIME]["claims"]] == ["t.one", "t.two",
+                                                                          "t.three"]
+    json.dumps(bundle[claims.TABLE_MIME], allow_nan=False)
+    assert bundle["text/html"].startswith('<table class="dltheory-claims">')
+
+
+# ----------------------------------------------------------------------- rounding
+
+
+@pytest.mark.parametrize(("x", "place", "strip", "text"), [
+    (0.06339968441406578, -4, False, "0.0634"),
+    (1.0, -4, True, "1"),
+    (1.0, -4, False, "1.0000"),
+    (0.98731234, -5, False, "0.98731"),
+    (1.2e-15, -11, False, "1.2e-15"),          # far below the precision: 2 significant digits
+    (1.234e-15, -18, False, "1.234e-15"),
+    (1234567.89, 2, False, "1.2346e+06"),
+    (-0.4246948257093, -10, False, "-0.4246948257"),
+    (1250.0, 1, True, "1250"),
+    (0.0, -3, False, "0"),
+    (math.inf, -3, False, "inf"),
+])
+def test_rounded(x, place, strip, text):
+    assert claims.rounded(x, place, strip=strip) == text
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("1", -2), "x must be a real number"),
+    ((True, -2), "x must be a real number"),
+    ((1.0, 2.5), "place must be an integer"),
+    ((1.0, None), "place must be an integer"),
+])
+def test_rounded_rejects_bad_input(args, match):
+    with pytest.raises(TypeError, match=match):
+        claims.rounded(*args)
+
+
+def _shown(measured, relation, target, **kw):
+    holds = claims.holds(measured, relation, target if relation != "in" else tuple(target),
+                         kw.get("atol", 0.0), kw.get("rtol", 0.0))
+    c = claims.check("shown.n", measured, relation, target, theorem=THM, kind="theorem",
+                     **kw, **_expect(holds))
+    return claims.shown_numbers(c)
+
+
+@pytest.mark.parametrize(("claim", "shown"), [
+    # the issue's example: the target to the tolerance's precision, the measurement one
+    # digit further
+    ((0.98731234, "==", 1.0, {"atol": 0.06339968441406578}), ("0.98731", "1 ± 0.0634")),
+    ((12.3456, "==", 12, {"atol": 0.5}), ("12.35", "12 ± 0.5")),
+    ((0.40546537, "==", 0.4054651081081644, {"rtol": 0.01}),
+     ("0.405465", "0.40547 ± 0.01·|target|")),
+    # exact checks: 2 significant digits
+    ((1.2e-15, "<=", 1e-10, {}), ("1.2e-15", "<= 1e-10")),
+    ((3.2e-13, "==", 0.0, {"atol": 1e-10}), ("3.2e-13", "0 ± 1e-10")),
+    # bounds: 4 significant digits, the measurement 3
+    ((0.31234567, "<=", 0.3141592653589793, {}), ("0.312", "<= 0.3142")),
+    ((0.5, "in", (0.4, 0.6), {}), ("0.50", "in [0.4, 0.6]")),
+    # a control missing by far: at most 5 significant digits
+    ((0.00449741489, "==", 0.0, {"atol": 1e-10}), ("0.0044974", "0 ± 1e-10")),
+    # more digits where fewer would read another verdict
+    ((-0.42469482570934258, "==", -0.42469482570935113, {"atol": 1e-10}),
+     ("-0.42469482571", "-0.4246948257 ± 1e-10")),
+    ((1.00000001, "<=", 1.0, {}), ("1.00000001", "<= 1")),
+])
+def test_shown_numbers(claim, shown):
+    measured, relation, target, kw = claim
+    assert _shown(measured, relation, target, **kw) == shown
+
+
+@FAST
+@given(x=finite.filter(lambda v: abs(v) < 1e12), t=finite.filter(lambda v: abs(v) < 1e12),
+       tol=st.floats(1e-12, 1e3), relation=st.sampled_from(["<=", ">=", "==", "in"]))
+def test_shown_numbers_read_the_same_verdict_as_the_exact_ones(x, t, tol, relation):
+    target = (t, t + tol) if relation == "in" else t
+    kw = {"atol": tol} if relation == "==" else {}
+    measured, bound = _shown(x, relation, target, **kw)
+    m = float(measured)
+    if relation == "==":
+        shown_t = float(bound.split(" ± ")[0])
+        assert claims.holds(m, "==", shown_t, tol) == claims.holds(x, "==", t, tol)
+    elif relation == "in":
+        lo, hi = (float(v) for v in bound.removeprefix("in [").rstrip("]").split(", "))
+        assert claims.holds(m, "in", (lo, hi)) == claims.holds(x, "in", target)
+    else:                               # and a bound never reads as met exactly when not
+        shown_t = float(bound.split()[1])
+        assert claims.holds(m, relation, shown_t) == claims.holds(x, relation, t)
+        if x != shown_t:
+            assert m != shown_t, (measured, bound)
+
+
+def test_an_equality_may_read_as_its_target_within_the_shown_tolerance():
+    assert _shown(1.000000000000002, "==", 1.0, atol=1e-4) == ("1.00000", "1 ± 0.0001")
+    assert _shown(0.99999999, "<=", 1.0) == ("0.99999999", "<= 1")
 
 
 def test_table_raises_on_empty_ledger():

@@ -399,24 +399,92 @@ def test_figure_single_axes(mpl_state):
     np.testing.assert_allclose(fig.get_size_inches(), [4.6, 3.4])
 
 
-@pytest.mark.parametrize("ncols", [2, 3, 5])
-def test_figure_row_of_axes(mpl_state, ncols):
-    fig, axes = plot.figure(ncols, height=2.0)
-    assert isinstance(axes, np.ndarray) and axes.shape == (ncols,)
+@pytest.mark.parametrize(("n", "rows", "cols"), [(2, 1, 2), (3, 1, 3), (4, 2, 2), (5, 2, 3),
+                                                 (6, 2, 3), (7, 3, 3)])
+def test_figure_axes_in_rows_of_at_most_three(mpl_state, n, rows, cols):
+    fig, axes = plot.figure(n, height=2.0)
+    assert isinstance(axes, np.ndarray) and axes.shape == (n,)
     assert all(isinstance(a, Axes) for a in axes)
-    np.testing.assert_allclose(fig.get_size_inches(), [min(3.6 * ncols + 1.0, 11.0), 2.0])
+    assert len(fig.axes) == n                      # the unused cells of the grid are removed
+    spec = axes[0].get_subplotspec().get_gridspec()
+    assert (spec.nrows, spec.ncols) == (rows, cols)
+    np.testing.assert_allclose(fig.get_size_inches(),
+                               [min(3.6 * cols + 1.0, plot.MAX_WIDTH), 2.0 * rows])
+
+
+def test_figure_per_row(mpl_state):
+    fig, axes = plot.figure(3, per_row=2, height=2.5)
+    spec = axes[0].get_subplotspec().get_gridspec()
+    assert (spec.nrows, spec.ncols) == (2, 2)
+    assert len(fig.axes) == 3
+    np.testing.assert_allclose(fig.get_size_inches(), [plot.MAX_WIDTH, 5.0])
 
 
 def test_figure_width(mpl_state):
-    fig, _ = plot.figure(2, width=7.5)
-    np.testing.assert_allclose(fig.get_size_inches(), [7.5, 3.4])
+    fig, _ = plot.figure(2, width=6.0)
+    np.testing.assert_allclose(fig.get_size_inches(), [6.0, 3.4])
 
 
-@pytest.mark.parametrize("ncols", [0, -1, 1.0, "2", None])
-def test_figure_bad_ncols(mpl_state, ncols):
-    with pytest.raises(ValueError, match=r"ncols must be a positive integer, got "):
-        plot.figure(ncols)
+@pytest.mark.parametrize("n", [0, -1, 1.0, "2", None, True])
+def test_figure_bad_n(mpl_state, n):
+    with pytest.raises(ValueError, match=r"n must be a positive integer, got "):
+        plot.figure(n)
     assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"per_row": 0}, r"per_row must be a positive integer, got 0"),
+    ({"width": 9.0}, r"width must be in \(0, 7.5\] inches .* got 9.0"),
+    ({"width": 0.0}, r"width must be in \(0, 7.5\] inches"),
+    ({"height": -1.0}, r"height must be positive, got -1.0"),
+])
+def test_figure_bad_size(mpl_state, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plot.figure(2, **kwargs)
+    assert plt.get_fignums() == []
+
+
+def test_smallest_text_px_scales_a_wide_figure_to_the_column(mpl_state):
+    plot.style()
+    fig = plt.figure(figsize=(11.0, 3.0), dpi=110)
+    fig.text(0.5, 0.5, "label", fontsize=10)
+    # 11 in at 110 dpi = 1210 px, shown in 610 px: 10 pt -> 10/72 * 610/11 px
+    assert plot.smallest_text_px(fig) == pytest.approx(10 / 72 * 610 / 11, rel=1e-12)
+    fig2 = plt.figure(figsize=(4.0, 3.0), dpi=110)
+    fig2.text(0.5, 0.5, "label", fontsize=10)
+    fig2.text(0.5, 0.2, "", fontsize=4)             # empty text is not text a reader sees
+    # 440 px fits the column: shown at its own size
+    assert plot.smallest_text_px(fig2) == pytest.approx(10 / 72 * 110, rel=1e-12)
+    assert plot.smallest_text_px(plt.figure()) == math.inf
+    with pytest.raises(ValueError, match=r"column_px must be positive, got 0"):
+        plot.smallest_text_px(fig, column_px=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
+def test_default_figures_are_legible_in_the_column(mpl_state, n):
+    fig, axes = plot.figure(n)
+    for ax in np.atleast_1d(axes):
+        ax.plot([1, 10, 100], [3, 2, 1], label="a curve")
+        ax.set(xlabel="x label", ylabel="y label", title="a title")
+        ax.legend()
+    fig.canvas.draw()
+    assert plot.smallest_text_px(fig) >= plot.MIN_TEXT_PX
+
+
+def test_show_refuses_illegible_text(mpl_state, monkeypatch):
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(True))
+    _, ax = plot.figure(2)
+    ax[0].plot([0, 1], label="x")
+    ax[0].legend()
+    plot.show()
+    assert shown == [True]
+    _, ax = plot.figure(2)
+    ax[0].plot([0, 1], label="x")
+    ax[0].legend(fontsize=6)      # 6 pt in a 7.5 in figure: 6.8 px in a 610 px column
+    with pytest.raises(ValueError, match=r"smallest text would show at 6.8 px in a 610 px"):
+        plot.show()
+    assert shown == [True]
 
 
 def _norm(v):
@@ -539,7 +607,7 @@ def test_figure_accepts_numpy_integers_and_rejects_bools():
     fig, axes = plot.figure(np.int64(2))
     assert len(axes) == 2
     plt.close(fig)
-    with pytest.raises(ValueError, match="ncols must be a positive integer, got True"):
+    with pytest.raises(ValueError, match="n must be a positive integer, got True"):
         plot.figure(True)
 
 

@@ -74,6 +74,9 @@ def test_the_config_enables_what_the_book_relies_on():
     assert {"amsmath", "dollarmath"} <= set(config["parse"]["myst_enable_extensions"])
     assert config["bibtex_bibfiles"] == ["book/references.bib"]
     assert config["launch_buttons"]["colab_url"]
+    # the page layout (code wraps at the column's width) is in the extension's one stylesheet
+    css = (ROOT / "lib" / "dltheory" / "static" / "dltheory.css").read_text()
+    assert "white-space: pre-wrap" in css and "article.bd-article div.cell pre" in css
 
 
 def test_every_chapter_has_an_ipynb_twin_in_sync():
@@ -112,3 +115,31 @@ def test_runner_executes_a_chapter_and_reports_a_failing_claim(tmp_path, capsys)
         runner.run_chapter(ok, profile="fast")
     with pytest.raises(FileNotFoundError, match="no chapter"):
         runner.run_chapter(tmp_path / "missing.md")
+
+
+def test_theorem_title_numbers_a_statement_as_prf_ref_does():
+    env = types.SimpleNamespace(
+        proof_list={
+            "thm-cpa": {"docname": "a", "realtype": "theorem", "countertype": "theorem",
+                        "nonumber": False},
+            "def-x": {"docname": "b", "realtype": "definition", "countertype": "theorem",
+                      "nonumber": False},
+            "lem-free": {"docname": "b", "realtype": "lemma", "countertype": "theorem",
+                         "nonumber": True}},
+        toc_fignumbers={"a": {"theorem": {"thm-cpa": (2,)}},
+                        "b": {"theorem": {"def-x": (7,)}}})
+    assert sphinxext.theorem_title(env, "thm-cpa") == "Theorem 2"
+    assert sphinxext.theorem_title(env, "def-x") == "Definition 7"
+    assert sphinxext.theorem_title(env, "lem-free") == "Lemma"
+    assert sphinxext.theorem_title(env, "thm-missing") is None
+
+
+def test_chapter_table_bundle_becomes_a_placeholder_for_the_numbered_table():
+    record = {"name": "c.one", "expect": "pass", "ok": True}
+    data = types.SimpleNamespace(mime_type=sphinxext._claims.TABLE_MIME,
+                                 content={"claims": [record]})
+    (node,) = sphinxext.ClaimMimeRenderer.handle_mime(None, data, inline=False)
+    assert isinstance(node, sphinxext.claims_table_placeholder)
+    assert json.loads(node["dltheory_records"]) == [record]
+    other = types.SimpleNamespace(mime_type="text/html", content="<p>")
+    assert sphinxext.ClaimMimeRenderer.handle_mime(None, other, inline=False) is None

@@ -153,6 +153,7 @@ class Claim:
     kind: str = "theorem"
     rivals: tuple[Rival, ...] = ()
     breaks: str = ""
+    peak_rss_mb: float | None = None
 
     @property
     def margin(self) -> float:
@@ -230,7 +231,7 @@ class Claim:
 
     def line(self) -> str:
         """One readable line: mark, name, measured value, bound, status, theorem."""
-        mark = "✔" if self.ok else "✘"
+        mark = ("⊘" if self.expect == "fail" else "✔") if self.ok else "✘"
         if self.expect == "fail":
             kind = f" [negative control, {self.kind}; breaks: {self.breaks}]"
         else:
@@ -525,6 +526,7 @@ def check(
         kind=kind,
         rivals=tuple(rival_records),
         breaks=breaks or "",
+        peak_rss_mb=profile.peak_rss_mb(),
     )
     ledger.add(claim)
     _show(claim)
@@ -601,8 +603,129 @@ def _show(claim: Claim) -> None:
         print(claim.line(), flush=True)
 
 
-TABLE_COLUMNS = ("claim", "kind", "theorem", "measured", "bound", "status",
-                 "rejects / breaks", "run", "wall (s)")
+TABLE_MIME = "application/vnd.dltheory.claims-table+json"
+"""MIME type of a chapter's closing table (:func:`table`): the claim records, which the
+book's Sphinx extension renders like the Verification page, theorems linked by number."""
+TABLE_COLUMNS = ("", "claim", "checks", "measured", "bound", "rejects / breaks")
+"""Columns of the claims tables; the kind goes under the claim's name, and the run
+(profile, device, dtype, seed, wall time) under what the claim rejects."""
+
+
+def verdict(record) -> str:
+    """The verdict of a claim (a Claim or its dict) as a mark and a word: ``✔ passed`` for a
+    claim that holds, ``⊘ failed as expected`` for a negative control (not the check a
+    passing claim wears), ``✘ ...`` for anything that is not the expected outcome."""
+    d = record.to_dict() if isinstance(record, Claim) else record
+    if not d["ok"]:
+        return f"✘ {d['status']}"
+    return "⊘ failed as expected" if d["expect"] == "fail" else "✔ passed"
+
+
+def rounded(x: float, place: int, *, strip: bool = False) -> str:
+    """``x`` written to the decimal place ``10**place`` (``place=-4``: four decimals).
+
+    A number that would keep fewer than 2 significant digits at that place (an exact check's
+    ``1.2e-15`` against a tolerance of ``1e-10``) is written with 2 significant digits, and
+    very large or small numbers in scientific notation with the same last digit. ``strip``
+    drops trailing zeros (for a target: ``1`` rather than ``1.0000``).
+    """
+    if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+        raise InputTypeError(f"rounded: x must be a real number, got {type(x).__name__}")
+    if isinstance(place, bool) or not isinstance(place, int | np.integer):
+        raise InputTypeError(f"rounded: place must be an integer, got {type(place).__name__}")
+    x = float(x)
+    if not math.isfinite(x):
+        return repr(x)
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    digits = mag - int(place) + 1                  # significant digits kept at that place
+    if digits < 2:
+        return f"{x:.2g}"
+    if -5 <= mag < 6 and place >= -16:
+        text = f"{x:.{max(0, -int(place))}f}"
+        if strip and "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return text
+    text = f"{x:.{digits - 1}e}"
+    if strip:
+        mant, exp = text.split("e")
+        text = (mant.rstrip("0").rstrip(".") if "." in mant else mant) + "e" + exp
+    return text
+
+
+def _lead(x: float) -> int:
+    """Decimal place of the leading digit of ``x`` (``0.0634`` -> -2)."""
+    return math.floor(math.log10(abs(x)))
+
+
+def _sig(x: float, n: int = 3) -> str:
+    return f"{x:.{n}g}"
+
+
+def _last_place(x: float) -> int:
+    """Decimal place of the last digit of ``x`` written with 3 significant digits
+    (``0.0634`` -> -4, ``0.5`` -> -1, ``1e-10`` -> -10, ``50`` -> 1)."""
+    mantissa = _sig(x).split("e")[0].lstrip("-").replace(".", "").strip("0")
+    return _lead(x) - max(len(mantissa), 1) + 1
+
+
+def shown_numbers(record) -> tuple[str, str]:
+    """The measured value and the bound of a claim (a Claim or its dict) as the tables show
+    them, rounded to the tolerance's precision.
+
+    ``"=="``: the tolerance in (at most) 3 significant digits, the target to its last digit
+    (``1 ± 0.0634``), the measurement one digit further (``0.98731``); ``"in"``: the same
+    with the interval's width; ``"<="``/``">="``: the bound in 4 and the measurement in 3
+    significant digits; a measurement that misses with at most 5 significant digits, and one
+    far below that precision (an exact check's ``1.2e-15`` against ``1e-10``) with 2.
+    Where rounding would make the numbers read another verdict than the exact ones (or a
+    measurement read as a bound it does not equal), the measurement gets more digits.
+    """
+    d = record.to_dict() if isinstance(record, Claim) else record
+    m, rel = d["measured"], d["relation"]
+    exact = d["measured_text"], d["bound"].removeprefix("== ")   # the unrounded texts
+    if not isinstance(m, int | float) or not math.isfinite(m):
+        return exact
+    target = tuple(d["target"]) if rel == "in" else d["target"]
+    atol, rtol = d["atol"], d["rtol"]
+    if rel == "==":
+        unit = atol + rtol * abs(target)
+        if unit == 0:
+            return exact
+        place = _last_place(unit)
+        tol = " + ".join([_sig(atol)] * bool(atol) + [f"{_sig(rtol)}·|target|"] * bool(rtol))
+        bound = f"{rounded(target, place, strip=True)} ± {tol}"
+        shown_target = [float(rounded(target, place, strip=True))]
+    elif rel == "in":
+        lo, hi = target
+        if hi == lo:
+            return exact
+        place = _last_place(hi - lo)
+        bound = f"in [{rounded(lo, place, strip=True)}, {rounded(hi, place, strip=True)}]"
+        shown_target = [float(rounded(lo, place, strip=True)),
+                        float(rounded(hi, place, strip=True))]
+    else:
+        bound_text = _sig(target, 4) if target != 0 else "0"
+        bound = f"{rel} {bound_text}"
+        shown_target = [float(bound_text)]
+        # 3 significant digits, 2 far below the bound (an exact check), minus the extra one
+        if m == 0:
+            return ("0", bound) if holds(0.0, rel, float(bound_text)) == d["holds"] else exact
+        place = _lead(m) - (1 if target != 0 and abs(m) < 1e-3 * abs(target) else 2) + 1
+    # a measurement that misses (a control) with at most 5 significant digits: a miss by
+    # far needs no more, unless more are needed to read the right verdict
+    start = place - 1 if m == 0 or d["holds"] else max(place - 1, _lead(m) - 4)
+    for extra in range(0, 18):
+        text = rounded(m, start - extra)
+        shown = float(text)
+        same_verdict = holds(shown, rel, tuple(shown_target) if rel == "in" else
+                             shown_target[0], atol, rtol) == holds(m, rel, target, atol, rtol)
+        # a bound must not read as met exactly when it is not; "==" shows its tolerance
+        reads_as_target = rel != "==" and shown in shown_target and m not in shown_target
+        if same_verdict and not reads_as_target:
+            return text, bound
+    return exact            # rounding the target would change the verdict: write it exactly
 
 
 def rejects_text(record: dict) -> str:
@@ -613,54 +736,67 @@ def rejects_text(record: dict) -> str:
     return "; ".join(said)
 
 
-def rows(claims) -> list[list[str]]:
-    """Table rows (strings) for claim records (Claim objects or their dicts).
+def run_text(record: dict) -> str:
+    """Where and how a recorded claim was measured: profile, device, dtype, seed, wall time."""
+    seed = "—" if record["seed"] is None else str(record["seed"])
+    return (f"{record['profile']} · {record['device']} · {record['dtype']} · seed {seed} · "
+            f"{record['wall_s']:.2f} s")
 
-    ``rejects / breaks`` is, for a claim, its nearest rival and the separation from it (or
-    a bound's slack), and for a negative control the hypothesis it breaks and its miss;
-    ``run`` is the profile, device, dtype and seed.
+
+def rows(claims) -> list[dict]:
+    """Table rows for claim records (Claim objects or their dicts), one dict of strings each:
+
+    ``verdict`` (:func:`verdict`), ``claim`` (the name), ``kind`` (with ``negative control``
+    for one), ``theorem`` (the label), ``measured`` and ``bound`` (:func:`shown_numbers`),
+    ``rejects`` (:func:`rejects_text`, ``—`` when empty), ``run`` (:func:`run_text`) and
+    ``classes`` (``claim-ok``/``claim-bad``, and ``claim-control`` for a control).
     """
     out = []
     for c in claims:
         d = c.to_dict() if isinstance(c, Claim) else c
         control = d["expect"] == "fail"
-        what = rejects_text(d) or "—"
-        seed = "—" if d["seed"] is None else str(d["seed"])
-        out.append([
-            d["name"] + (" (negative control)" if control else ""),
-            d["kind"],
-            d["theorem"],
-            d["measured_text"],
-            d["bound"],
-            d["status"],
-            what,
-            f"{d['profile']} · {d['device']} · {d['dtype']} · seed {seed}",
-            f"{d['wall_s']:.2f}",
-        ])
+        measured, bound = shown_numbers(d)
+        out.append({
+            "verdict": verdict(d),
+            "claim": d["name"],
+            "kind": d["kind"] + (", negative control" if control else ""),
+            "theorem": d["theorem"],
+            "measured": measured,
+            "bound": bound,
+            "rejects": rejects_text(d) or "—",
+            "run": run_text(d),
+            "classes": ("claim-ok" if d["ok"] else "claim-bad")
+            + (" claim-control" if control else ""),
+        })
     return out
 
 
 def table_text(claims=None) -> str:
-    """The claims as a fixed-width text table."""
-    body = rows(ledger if claims is None else claims)
+    """The claims as a fixed-width text table (the run of each claim on a second line)."""
+    body = [[r["verdict"], f"{r['claim']} ({r['kind']})", r["theorem"], r["measured"],
+             r["bound"], r["rejects"]] for r in rows(ledger if claims is None else claims)]
+    runs = [r["run"] for r in rows(ledger if claims is None else claims)]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
               for i, h in enumerate(TABLE_COLUMNS)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(TABLE_COLUMNS, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(TABLE_COLUMNS, widths, strict=True)).rstrip()]
+    for r, run in zip(body, runs, strict=True):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        lines.append(" " * (widths[0] + 2) + "run: " + run)
     return "\n".join(lines)
 
 
 def table_html(claims=None) -> str:
-    """The claims as an HTML table (the chapter's closing table)."""
-    claims = list(ledger if claims is None else claims)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_COLUMNS)
+    """The claims as an HTML table (shown where the book's extension is absent: Jupyter,
+    Colab); the book renders :data:`TABLE_MIME` instead, theorems linked by number."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in TABLE_COLUMNS)
     body = []
-    for c, r in zip(claims, rows(claims), strict=True):
-        ok = c.ok if isinstance(c, Claim) else c["ok"]
-        cls = ("claim-ok" if ok else "claim-bad") + (
-            " claim-control" if (c.expect if isinstance(c, Claim) else c["expect"]) == "fail"
-            else "")
-        body.append(f'<tr class="{cls}">' + "".join(f"<td>{html.escape(v)}</td>" for v in r)
+    for r in rows(ledger if claims is None else claims):
+        cells = [e(r["verdict"]),
+                 f"{e(r['claim'])}<br><small>{e(r['kind'])}</small>",
+                 e(r["theorem"]), e(r["measured"]), e(r["bound"]),
+                 f"{e(r['rejects'])}<br><small>{e(r['run'])}</small>"]
+        body.append(f'<tr class="{r["classes"]}">' + "".join(f"<td>{c}</td>" for c in cells)
                     + "</tr>")
     return (f'<table class="dltheory-claims"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -673,6 +809,7 @@ def table() -> None:
     if _in_ipython():
         from IPython.display import display
 
-        display({"text/plain": table_text(), "text/html": table_html()}, raw=True)
+        display({"text/plain": table_text(), "text/html": table_html(),
+                 TABLE_MIME: {"claims": [c.to_dict() for c in ledger]}}, raw=True)
     else:
         print(table_text())

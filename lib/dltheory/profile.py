@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,3 +124,18 @@ def describe() -> dict:
     if dev.type == "cuda":
         desc["device_name"] = torch.cuda.get_device_name(dev)
     return desc
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (10^6 bytes), or None where the
+    platform does not report it (no ``resource`` module, as on Windows).
+
+    In a chapter's kernel this is the chapter's peak so far; every claim records it.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    per_unit = 1 if sys.platform == "darwin" else 1024     # bytes on macOS, KiB elsewhere
+    return round(peak * per_unit / 1e6, 1)

@@ -17,7 +17,12 @@ Enabled in ``_config.yml`` (``sphinx.extra_extensions: [dltheory.sphinxext]``). 
   version change: jupyter-cache only hashes a notebook's own code;
 * appends a "Cite this chapter" note, built from ``CITATION.cff``, to every chapter;
 * disables progress bars in executed notebooks (``TQDM_DISABLE``), whose widgets would need
-  a CDN to render.
+  a CDN to render, and reports instead, on the terminal or log of the build, which chapter
+  executes (k of N) and which cell (i of n), with the elapsed time
+  (:class:`dltheory.runner.Progress`; every ``dltheory_progress_every`` seconds at most,
+  default 30);
+* has the kernels it starts use CurveZMQ keys from their kernel manager, so that no kernel
+  warns that it runs over TCP without encryption.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -51,16 +57,19 @@ MATHJAX_PARTS = ("tex-chtml.js", "input", "output/chtml", "ui", "a11y", "sre")
 class ClaimMimeRenderer:
     """myst-nb mime renderer for claim records (registered as an entry point)."""
 
-    mime_priority_overrides = [("*", _claims.MIME, 1)]
+    mime_priority_overrides = [("*", _claims.MIME, 1), ("*", _claims.TABLE_MIME, 1)]
 
     @staticmethod
     def handle_mime(renderer, data, inline):
-        if inline or data.mime_type != _claims.MIME:
+        if inline or data.mime_type not in (_claims.MIME, _claims.TABLE_MIME):
             return None
         record = data.content
         if isinstance(record, str):
             record = json.loads(record)
-        mark = "✔" if record["ok"] else "✘"
+        if data.mime_type == _claims.TABLE_MIME:
+            # a chapter's closing table: rendered once the theorems are numbered
+            return [claims_table_placeholder("", dltheory_records=json.dumps(record["claims"]))]
+        mark = _claims.verdict(record)[0]
         control = record["expect"] == "fail"
         kind = f" ({record['kind']}" + (", negative control)" if control else ")")
         para = nodes.paragraph()
@@ -114,6 +123,11 @@ def _merge(app, env, docnames, other):
 
 class ledger_placeholder(nodes.General, nodes.Element):
     """Replaced by the table of all claims once every page is read."""
+
+
+class claims_table_placeholder(nodes.General, nodes.Element):
+    """A chapter's closing table of claims (``dltheory_records``: their records as JSON),
+    replaced by the table once the theorems it links to are numbered."""
 
 
 class ClaimsLedger(Directive):
@@ -187,10 +201,47 @@ def _undiscriminating(record) -> list[str]:
     return out
 
 
-def _table(app, fromdoc, records, proofs):
-    """One chapter's claims as a docutils table, theorem labels linked to their statements."""
+def theorem_title(env, label: str) -> str | None:
+    """How the book numbers the statement ``label`` (``"Theorem 2"``, ``"Definition 7"``),
+    as ``{prf:ref}`` writes it; None for a label no ``prf:`` directive defines."""
+    proofs = getattr(env, "proof_list", {})
+    if label not in proofs:
+        return None
+    match = proofs[label]
+    kind = match.get("realtype", match.get("type", "statement")).title()
+    if match.get("nonumber"):
+        return kind
+    numbers = getattr(env, "toc_fignumbers", {}).get(match["docname"], {})
+    number = numbers.get(match.get("countertype", ""), {}).get(label)
+    return kind if number is None else f"{kind} {'.'.join(map(str, number))}"
+
+
+def _breakable(name: str) -> nodes.inline:
+    """A claim's name that may break after its dots and underscores (``<wbr>``), not inside
+    a word, so that a long name wraps in a narrow column and still copies as one word."""
+    node = nodes.inline(classes=["claim-name"])
+    for i, part in enumerate(re.split(r"(?<=[._])", name)):
+        if i:
+            node += nodes.raw("", "<wbr>", format="html")
+        node += nodes.Text(part)
+    return node
+
+
+def _cell(*parts) -> nodes.entry:
+    para = nodes.paragraph()
+    for p in parts:
+        para += p
+    return nodes.entry("", para)
+
+
+def _table(app, fromdoc, records, classes=("dltheory-ledger",)):
+    """Claims as a docutils table that fits the column: verdict, claim (its kind under it),
+    the statement it checks as ``Theorem 2`` linked to it, measured value and bound rounded
+    to the tolerance's precision, and what it rejects (its run under it, in small type)."""
+    env = app.env
+    proofs = getattr(env, "proof_list", {})
     cols = _claims.TABLE_COLUMNS
-    table = nodes.table(classes=["dltheory-ledger"])
+    table = nodes.table(classes=["dltheory-table", *classes])
     tgroup = nodes.tgroup(cols=len(cols))
     table += tgroup
     for _ in cols:
@@ -204,17 +255,20 @@ def _table(app, fromdoc, records, proofs):
     tbody = nodes.tbody()
     tgroup += tbody
     for r, cells in zip(records, _claims.rows(records), strict=True):
-        row = nodes.row(classes=["claim-ok" if r["ok"] else "claim-bad"]
-                        + (["claim-control"] if r["expect"] == "fail" else []))
-        for i, text in enumerate(cells):
-            para = nodes.paragraph()
-            if i == _claims.TABLE_COLUMNS.index("theorem") and r["theorem"] in proofs:
-                target = proofs[r["theorem"]]
-                para += make_refnode(app.builder, fromdoc, target["docname"],
-                                     r["theorem"], nodes.literal(text=text))
-            else:
-                para += nodes.Text(text)
-            row += nodes.entry("", para)
+        row = nodes.row(classes=cells["classes"].split())
+        row += _cell(nodes.Text(cells["verdict"]))
+        row += _cell(_breakable(cells["claim"]),
+                     nodes.inline(text=cells["kind"], classes=["claim-kind"]))
+        title = theorem_title(env, r["theorem"])
+        if title is not None:
+            row += _cell(make_refnode(app.builder, fromdoc, proofs[r["theorem"]]["docname"],
+                                      r["theorem"], nodes.Text(title)))
+        else:
+            row += _cell(nodes.literal(text=r["theorem"]))
+        row += _cell(nodes.Text(cells["measured"]))
+        row += _cell(nodes.Text(cells["bound"]))
+        row += _cell(nodes.inline(text=cells["rejects"], classes=["claim-rejects"]),
+                     nodes.inline(text=cells["run"], classes=["claim-run"]))
         tbody += row
     return nodes.container("", table, classes=["dltheory-ledger-wrap"])
 
@@ -223,7 +277,6 @@ def _ledger_table(app, fromdoc):
     """The summary, then for every chapter (in reading order) its title and its claims."""
     env = app.env
     store = getattr(env, ENV_CLAIMS, {})
-    proofs = getattr(env, "proof_list", {})
     out = []
     for doc in _doc_order(env):
         records = store.get(doc, [])
@@ -236,7 +289,7 @@ def _ledger_table(app, fromdoc):
         controls = ("is a negative control" if n_controls == 1
                     else "are negative controls")
         head += nodes.Text(f" ({len(records)} claims, of which {n_controls} {controls})")
-        out += [head, _table(app, fromdoc, records, proofs)]
+        out += [head, _table(app, fromdoc, records)]
 
     return [*_summary(app, fromdoc, store, env), *out]
 
@@ -295,6 +348,9 @@ def _summary(app, fromdoc, store, env) -> list[nodes.Node]:
 
 
 def _resolve_ledger(app, doctree, fromdoc):
+    for node in list(doctree.findall(claims_table_placeholder)):
+        records = json.loads(node["dltheory_records"])
+        node.replace_self(_table(app, fromdoc, records, classes=("dltheory-claims",)))
     placeholders = list(doctree.findall(ledger_placeholder))
     if not placeholders:
         return
@@ -454,6 +510,72 @@ def _cite_chapter(app, doctree):
     (section if section is not None else doctree).append(box)
 
 
+# ------------------------------------------------------- kernels and progress
+
+
+def _declares_kernel(path) -> bool:
+    """Whether a source file is a notebook (an ``.ipynb``, or MyST text with a kernelspec)."""
+    path = Path(path)
+    if path.suffix == ".ipynb":
+        return True
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = f.read(4000)
+    except OSError:
+        return False
+    return head.startswith("---") and "kernelspec:" in head
+
+
+def _plan_progress(app, env, docnames):
+    """Number the notebooks this build reads (k of N), in the order Sphinx reads them."""
+    todo = [d for d in docnames if _declares_kernel(env.doc2path(d))]
+    app._dltheory_notebooks = {d: k for k, d in enumerate(todo, 1)}
+    app._dltheory_progress.total = len(todo)
+
+
+def _progress_begin(app, docname, source):
+    k = getattr(app, "_dltheory_notebooks", {}).get(docname)
+    if k is not None:
+        app._dltheory_progress.begin(docname, k=k)
+
+
+def _kernel_defaults(app) -> dict:
+    """The defaults this build gives the notebook client and kernel manager that myst-nb
+    (through jupyter-cache and nbclient) creates for each notebook: the progress hooks, and
+    the kernel manager's CurveZMQ policy, so that the kernel it starts gets provisioned keys
+    (ipykernel's kernelspec declares support) instead of warning that it runs over TCP
+    without encryption. Neither class takes configuration from myst-nb, so the defaults of
+    their configurable traits are set for the build's process, and restored after it."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    out = {(NotebookClient, hook): fn for hook, fn in app._dltheory_progress.hooks().items()}
+    # an older jupyter_client has no such setting (and its kernels no such warning)
+    if "transport_encryption" in KernelManager.class_traits() and zmq.has("curve"):
+        out[KernelManager, "transport_encryption"] = "auto"
+    return out
+
+
+def _set_kernel_defaults(app):
+    from .runner import Progress
+
+    app._dltheory_progress = Progress(lambda line: logger.info(line),
+                                      every=app.config.dltheory_progress_every)
+    saved = {}
+    for (cls, name), value in _kernel_defaults(app).items():
+        trait = cls.class_traits()[name]
+        saved[cls, name] = trait.default_value
+        trait.default_value = value
+    app._dltheory_saved_defaults = saved
+
+
+def _restore_kernel_defaults(app, exc):
+    for (cls, name), value in getattr(app, "_dltheory_saved_defaults", {}).items():
+        cls.class_traits()[name].default_value = value
+    app._dltheory_saved_defaults = {}
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -465,10 +587,17 @@ def _config_inited(app, config):
 
 
 def setup(app):
+    app.setup_extension("dltheory.bibstyle")  # author-year labels in the reference list
     app.add_node(ledger_placeholder)
+    app.add_node(claims_table_placeholder)
     app.add_directive("claims-ledger", ClaimsLedger)
+    app.add_config_value("dltheory_progress_every", 30.0, "", types=(int, float))
     app.connect("config-inited", _config_inited)
     app.connect("builder-inited", _invalidate_cache)
+    app.connect("builder-inited", _set_kernel_defaults)
+    app.connect("env-before-read-docs", _plan_progress)
+    app.connect("source-read", _progress_begin)
+    app.connect("build-finished", _restore_kernel_defaults)
     app.connect("env-get-outdated", _ledger_always_outdated)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
