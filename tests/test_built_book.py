@@ -462,3 +462,22 @@ def test_every_chapter_peaks_within_two_gigabytes_in_ci(html):
     assert not unknown, f"claims without a recorded peak memory in {unknown}"
     report = ", ".join(f"{doc} {mb:.0f} MB" for doc, mb in peaks.items())
     assert max(peaks.values()) <= PEAK_LIMIT_MB, f"a chapter peaks above 2 GB: {report}"
+
+
+def test_verification_page_states_its_verdict_in_its_first_lines(html):
+    soup = _soup(html / "book" / "verification.html")
+    article = soup.select_one("article.bd-article") or soup
+    verdict = article.select_one("p.dltheory-ledger-verdict")
+    assert verdict is not None, "no verdict on the Verification page"
+    text = article.get_text(" ", strip=True)
+    at = text.find(verdict.get_text(" ", strip=True))
+    assert 0 <= at < 600, f"the verdict starts at character {at}, not in the first lines"
+    assert verdict.get_text().startswith("All ") and "claims" in verdict.get_text()
+    first_table = article.find("table")
+    assert first_table is not None and verdict in first_table.find_all_previous("p")
+
+
+def test_index_links_the_index_of_theorems(html):
+    soup = _soup(html / "book" / "index.html")
+    assert any(a.get("href") == "../prf-prf.html" for a in soup.find_all("a"))
+    assert (html / "prf-prf.html").exists()
