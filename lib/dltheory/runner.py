@@ -171,17 +171,24 @@ class Progress:
                 "on_notebook_complete": self.on_notebook_complete}
 
 
-def kernel_config():
-    """Settings of the kernels the runner starts: the kernel manager provisions CurveZMQ
-    keys where the kernel declares support (ipykernel does), so the kernel neither runs over
-    unencrypted TCP nor warns that it does."""
+def kernel_manager_settings() -> dict:
+    """The kernel manager's settings for every kernel the book starts (the runner's and the
+    build's): it provisions CurveZMQ keys where the kernel declares support (ipykernel
+    does), so the kernel neither runs over unencrypted TCP nor warns that it does. Empty
+    with an older jupyter_client, which has no such setting (nor warning)."""
     import zmq
     from jupyter_client.manager import KernelManager
-    from traitlets.config import Config
 
     if "transport_encryption" not in KernelManager.class_traits() or not zmq.has("curve"):
-        return Config()      # an older jupyter_client: no such setting (nor warning)
-    return Config({"KernelManager": {"transport_encryption": "auto"}})
+        return {}
+    return {"transport_encryption": "auto"}
+
+
+def kernel_config():
+    """:func:`kernel_manager_settings` as the traitlets config of the runner's client."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": kernel_manager_settings()})
 
 
 def run_chapter(path, *, profile: str | None = None, timeout: int = 1800,

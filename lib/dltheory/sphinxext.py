@@ -546,14 +546,14 @@ def _kernel_defaults(app) -> dict:
     (ipykernel's kernelspec declares support) instead of warning that it runs over TCP
     without encryption. Neither class takes configuration from myst-nb, so the defaults of
     their configurable traits are set for the build's process, and restored after it."""
-    import zmq
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
+    from .runner import kernel_manager_settings
+
     out = {(NotebookClient, hook): fn for hook, fn in app._dltheory_progress.hooks().items()}
-    # an older jupyter_client has no such setting (and its kernels no such warning)
-    if "transport_encryption" in KernelManager.class_traits() and zmq.has("curve"):
-        out[KernelManager, "transport_encryption"] = "auto"
+    out.update({(KernelManager, name): value
+                for name, value in kernel_manager_settings().items()})
     return out
 
 
