@@ -243,3 +243,58 @@ def test_runner_exit_status_and_json(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(harness, "discover", lambda device, dtype, only=None: [good, bad])
     assert harness.main(["--device", "cpu", "--repeats", "1"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ shared CPU
+
+
+def test_shared_cpu_runs_a_path_quiet_and_loaded_and_writes_json(tmp_path, capsys):
+    from benchmarks import shared_cpu
+
+    out = tmp_path / "shared.json"
+    status = shared_cpu.main(["--paths", "segment", "--rounds", "1", "--block", "0.02",
+                              "--busy", "1", "--target", "1e9", "--json", str(out)])
+    assert status == 0
+    assert "segment" in capsys.readouterr().out
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["path"] == "segment" and r["quiet_s"] > 0 and r["loaded_s"] > 0
+    assert r["slowdown"] == pytest.approx(r["loaded_s"] / r["quiet_s"])
+    assert r["sessions"] is True and r["busy"] == 1
+
+
+def _running_in_group(group: int) -> list[int]:
+    """Processes of the process group ``group`` that are not zombies (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _, pgrp = stat[stat.rfind(")") + 2:].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_shared_cpu_busy_job_is_gone_after_its_block():
+    from benchmarks import shared_cpu
+
+    with shared_cpu.Busy(2) as busy:
+        group = busy.proc.pid
+        assert len(_running_in_group(group)) == 2
+    assert _running_in_group(group) == []
+
+
+@pytest.mark.parametrize("argv", [["--busy", "0"], ["--rounds", "0"], ["--block", "0"],
+                                  ["--target", "1"], ["--chapter", "nowhere.md"],
+                                  ["--no-fair"]])
+def test_shared_cpu_refuses_bad_arguments(argv, capsys):
+    from benchmarks import shared_cpu
+
+    with pytest.raises(SystemExit) as err:
+        shared_cpu.main(argv)
+    assert err.value.code == 2
+    assert argv[0] in capsys.readouterr().err

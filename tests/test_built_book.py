@@ -481,3 +481,30 @@ def test_index_links_the_index_of_theorems(html):
     soup = _soup(html / "book" / "index.html")
     assert any(a.get("href") == "../prf-prf.html" for a in soup.find_all("a"))
     assert (html / "prf-prf.html").exists()
+
+
+def full_profile_column(page: Path, ledgers: list[Path]) -> None:
+    """Every claim on the Verification ``page`` has its full-profile line under its run, and
+    the page says, before its first table, when the full profile last ran, or that it has
+    not been recorded when there is no ledger (``ledgers``: the committed ledgers)."""
+    soup = _soup(page)
+    rows = soup.select("table.dltheory-ledger tbody tr")
+    assert rows, "no claim on the Verification page"
+    lines = [r.select_one(".claim-full") for r in rows]
+    assert all(line is not None for line in lines), "a claim without its full-profile line"
+    for line in lines:
+        text = line.get_text()
+        assert text == "full: not run at full scale" or text.startswith("full ("), text
+    summary = soup.select_one("p.dltheory-ledger-full")
+    assert summary is not None and summary in soup.find("table").find_all_previous("p")
+    said = summary.get_text(" ", strip=True)
+    if ledgers:
+        assert said.startswith("The full profile last ran on "), said
+    else:
+        assert said.startswith("The full profile has not been recorded"), said
+        assert all(line.get_text() == "full: not run at full scale" for line in lines)
+
+
+def test_verification_page_shows_the_last_full_profile_result_of_every_claim(html):
+    full_profile_column(html / "book" / "verification.html",
+                        sorted((ROOT / "book" / "ledgers").glob("*.json")))

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 
-from bookutil import ROOT, fixture_book
-from dltheory import notebooks, runner, sphinxext
+from bookutil import ROOT, build, fixture_book
+from dltheory import ledger, notebooks, runner, sphinxext
+from ledgerutil import CI_SIZE, FULL_SIZE, tiny_book, tiny_chapter
 
 
 def test_library_stamp_follows_source_profile_and_nothing_else(tmp_path, monkeypatch):
@@ -143,3 +145,102 @@ def test_chapter_table_bundle_becomes_a_placeholder_for_the_numbered_table():
     assert json.loads(node["dltheory_records"]) == [record]
     other = types.SimpleNamespace(mime_type="text/html", content="<p>")
     assert sphinxext.ClaimMimeRenderer.handle_mime(None, other, inline=False) is None
+
+
+# ------------------------------------------------- the Verification page's full profile
+
+
+def test_library_stamp_hashes_the_sources_with_the_ledgers_one_hasher(tmp_path, monkeypatch):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a.py").write_text("x = 1\n")
+    base = sphinxext.library_stamp(lib)
+    monkeypatch.setattr(ledger, "source_hash", lambda root=None: "fixed")
+    (lib / "a.py").write_text("x = 2\n")
+    assert sphinxext.library_stamp(lib) == sphinxext.library_stamp(tmp_path) != base
+
+
+def _ledger_of(book: Path, *, only: list[str]) -> dict:
+    """Run the chapters ``only`` of ``book`` at full scale; returns the ledger written."""
+    path = book / "book" / "ledgers" / "cpu.json"
+    assert runner.main(["--all", "--root", str(book), "--only", *only, "--profile", "full",
+                        "--ledger", str(path), "--progress-every", "0"]) == 0
+    return ledger.read(path)
+
+
+def test_full_line_says_fresh_stale_or_not_run(tmp_path):
+    book = tiny_book(tmp_path, {"one": tiny_chapter("one"), "two": tiny_chapter("two")})
+    data = _ledger_of(book, only=["one"])
+    library = ledger.source_hash()
+    found = sphinxext.full_profile_of([data], "book/one", book, library)
+    day = data["provenance"]["date"][:10]
+    name = data["provenance"]["device"]["name"]
+    where = f"cpu, {name}, {day}" if name else f"cpu, {day}"
+    assert sphinxext.full_line(found, "one.size") == (f"full ({where}): ✔ {FULL_SIZE}", False)
+    assert sphinxext.full_line(found, "one.control")[0] == f"full ({where}): ⊘ {FULL_SIZE}"
+    assert sphinxext.full_line(found, "one.new") == (f"full ({where}): not recorded", False)
+    assert sphinxext.full_profile_of([data], "book/two", book, library) is None
+    assert sphinxext.full_line(None, "two.size") == ("full: not run at full scale", False)
+    # the library changed since the run: every result of the ledger is stale
+    found = sphinxext.full_profile_of([data], "book/one", book, "0" * 64)
+    assert sphinxext.full_line(found, "one.size") == (
+        f"full ({where}): ✔ {FULL_SIZE} — stale", True)
+    text = sphinxext.full_summary([data], book, "0" * 64).astext()
+    assert text.startswith(f"The full profile last ran on {day} ")
+    assert "outside a git checkout: 1 chapter (1 passed), 2 claims recorded, 2 as expected" \
+        in text
+    assert "Its results are stale: the library changed since the run." in text
+    assert "current library and chapters" in sphinxext.full_summary([data], book,
+                                                                   library).astext()
+    none = sphinxext.full_summary([], book, library).astext()
+    assert none.startswith("The full profile has not been recorded")
+
+
+@pytest.mark.book
+def test_verification_page_shows_each_claims_last_full_profile_result(tmp_path):
+    book = fixture_book(tmp_path / "full", chapter=tiny_chapter("fresh"))
+    for name in ("stale", "missing"):
+        (book / "book" / f"{name}.md").write_text(tiny_chapter(name))
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    toc["chapters"] = [{"file": f"book/{n}"} for n in
+                       ("chapter", "stale", "missing", "verification")]
+    (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    data = _ledger_of(book, only=["chapter", "stale"])
+    stale_md = book / "book" / "stale.md"
+    stale_md.write_text(stale_md.read_text() + "\nA sentence written after the run.\n")
+    proc = build(book)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    page = BeautifulSoup((book / "_build/html/book/verification.html").read_text(),
+                         "html.parser")
+    full = {row.select_one(".claim-name").get_text(): row.select_one(".claim-full")
+            for row in page.select("table.dltheory-ledger tr.claim-ok")}
+    day = data["provenance"]["date"][:10]
+    fresh = full["fresh.size"].get_text()
+    assert fresh.startswith("full (cpu, ") and fresh.endswith(f", {day}): ✔ {FULL_SIZE}")
+    assert "claim-stale" not in full["fresh.size"]["class"]
+    assert full["stale.size"].get_text().endswith(f"): ✔ {FULL_SIZE} — stale")
+    assert "claim-stale" in full["stale.size"]["class"]
+    assert full["missing.size"].get_text() == "full: not run at full scale"
+    # the ci run of the same claim sits beside it, measured at the ci size
+    row = full["fresh.size"].find_parent("tr")
+    assert float(row.find_all("td")[3].get_text(strip=True)) == CI_SIZE
+    summary = page.select_one("p.dltheory-ledger-full").get_text(" ", strip=True)
+    assert summary.startswith(f"The full profile last ran on {day} ")
+    assert "2 chapters (2 passed), 4 claims recorded, 4 as expected" in summary
+    assert "Its results are stale: since the run book/stale.md changed." in summary
+    verdict = page.select_one("p.dltheory-ledger-verdict")
+    assert summary in [p.get_text(" ", strip=True) for p in verdict.find_all_next("p")[:4]]
+    print(row.get_text(" | ", strip=True))
+    print(summary)
+
+
+@pytest.mark.book
+def test_a_malformed_ledger_stops_the_build_naming_file_and_field(tmp_path):
+    book = fixture_book(tmp_path / "bad", chapter=tiny_chapter("chapter"))
+    (book / "book" / "ledgers").mkdir()
+    (book / "book" / "ledgers" / "broken.json").write_text('{"format": "dltheory-ledger"}')
+    proc = build(book)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "malformed full-profile ledger" in out and "broken.json" in out, out[-2000:]
+    assert "field 'version' must be 1" in out

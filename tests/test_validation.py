@@ -23,11 +23,11 @@ LIB = Path(__file__).resolve().parents[1] / "lib" / "dltheory"
 #: The modules whose public functions take user input and are held to issue 13's rule.
 CHECKED = ("cpa", "regions", "kernels", "infinite", "dynamics", "landscape", "nets",
            "spectra", "perturbation", "data", "stats", "diagonal",
-           "batchnorm", "factorization", "flow")
+           "batchnorm", "factorization", "flow", "threads")
 #: The test files that hold their bad-input cases.
 CASE_FILES = ("test_bad_input_cpa_regions", "test_bad_input_kernels",
               "test_bad_input_dynamics", "test_bad_input_spectra_data", "test_diagonal",
-              "test_batch_norm", "test_factorization", "test_flow")
+              "test_batch_norm", "test_factorization", "test_flow", "test_threads")
 
 
 # ------------------------------------------------------------------------------- hierarchy
@@ -36,15 +36,15 @@ CASE_FILES = ("test_bad_input_cpa_regions", "test_bad_input_kernels",
 def test_errors_are_one_hierarchy_and_keep_the_builtin_bases():
     assert issubclass(InputError, DLTheoryError) and issubclass(InputError, ValueError)
     assert issubclass(InputTypeError, DLTheoryError) and issubclass(InputTypeError, TypeError)
-    from dltheory import cpa, infinite, kernels, profile, regions
+    from dltheory import cpa, infinite, kernels, ledger, profile, regions
     for err in (cpa.NotCPAError, regions.RegionError, infinite.InfiniteWidthError,
                 kernels.NotStructuredError, kernels.NotPiecewiseLinearError,
-                profile.ProfileError):
+                profile.ProfileError, ledger.LedgerError):
         assert issubclass(err, InputError), err
 
 
 def _library_error_classes():
-    for name in (*CHECKED, "claims", "profile"):
+    for name in (*CHECKED, "claims", "profile", "ledger"):
         mod = importlib.import_module(f"dltheory.{name}")
         for obj in vars(mod).values():
             if (inspect.isclass(obj) and issubclass(obj, Exception)

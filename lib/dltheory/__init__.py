@@ -7,10 +7,11 @@ planes), ``landscape`` (the loss as an exact quadratic in one layer's parameters
 ``kernels`` (empirical NTK, path kernel, and, from ``infinite``, the infinite-width
 NNGP/NTK recursions), ``dynamics`` (training loops that record
 trajectories), ``claims`` (checked statements and their ledger), ``profile`` (scale
-profiles, device, dtype, seeding), ``data`` (synthetic and small real data sets),
+profiles, device, dtype, seeding), ``threads`` (a fair share of a shared CPU for the hot
+paths), ``data`` (synthetic and small real data sets),
 ``plot`` (the book's figure style), ``stats`` (fits and intervals), ``prose`` (numbers
 glued into the text), ``runner`` (execute a chapter outside the book build),
 ``notebooks`` (the ``.ipynb`` twins of the chapters) and ``sphinxext`` (the book's Sphinx
 extension)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import validation
+from . import threads, validation
 from .errors import InputError
 
 __all__ = [
@@ -368,6 +368,7 @@ def _batches(seeds: list[int], steps: int, n: int, b: int) -> torch.Tensor:
     return out
 
 
+@threads.fair_share
 def train(X: torch.Tensor, y: torch.Tensor, *, alpha, gamma, steps: int,
           batch: int | None = None, seeds=None, generator: torch.Generator | None = None,
           tol: float | None = None, every: int = 100, record: bool = False) -> DiagRun:
@@ -483,6 +484,7 @@ class FlowRun:
     drift: torch.Tensor
 
 
+@threads.fair_share
 def flow(X: torch.Tensor, y: torch.Tensor, *, alpha, time: float, dt: float) -> FlowRun:
     """Gradient flow ``u' = -g v``, ``v' = -g u`` (``g = grad L(u * v)``) from
     ``u0 = sqrt(2) alpha``, ``v0 = 0`` up to ``time``, by RK4 with step ``dt``, for ``R``

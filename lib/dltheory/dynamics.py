@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from . import validation
+from . import threads, validation
 from .errors import InputError, InputTypeError
 
 __all__ = [
@@ -89,6 +89,7 @@ def _check_finite_run(values: torch.Tensor, lr: float, fn: str) -> None:
             f"lr={lr}; a smaller step size may converge")
 
 
+@threads.fair_share
 def gd(loss: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *, lr: float,
        steps: int, progress: bool = True) -> Trajectory:
     """Gradient descent ``w <- w - lr * grad loss(w)`` from ``w0`` (shape ``[d]``).
@@ -133,6 +134,7 @@ def _scalar_loss(loss: Callable, fn: str) -> Callable:
     return checked
 
 
+@threads.fair_share
 def least_squares_gd(X: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int,
                      w0: torch.Tensor | None = None) -> Trajectory:
     """Gradient descent on ``L(w) = |X w - y|^2 / (2n)`` with the gradient ``X^T (X w - y) / n``.
@@ -394,6 +396,7 @@ def _check_separable(loss_fn, F: torch.Tensor, Y: torch.Tensor, gen: torch.Gener
             "L = sum_i l(f(x_i), y_i)")
 
 
+@threads.fair_share
 def train(net: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, loss="mse", lr: float,
           steps: int, reduction: str = "mean", keep_signals: bool = False,
           progress: bool = True, weight_decay: float = 0.0) -> NetTrajectory:

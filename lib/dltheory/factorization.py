@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import validation
+from . import threads, validation
 from .errors import InputError
 
 __all__ = [
@@ -273,6 +273,7 @@ def _np_product(f):
     return W
 
 
+@threads.fair_share
 def train_matrix(factors: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, lr,
                  steps: int, tol: float | None = None, every: int = 100) -> MatrixRun:
     """Gradient descent ``W_j <- W_j - lr * dl/dW_j`` on the factors of ``R`` runs at once.
@@ -455,6 +456,7 @@ def _align(f: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return -torch.einsum(f"{','.join(ins)}->br", G, *u.unbind(1))
 
 
+@threads.fair_share
 def train_cp(factors: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, lr: float,
              steps: int, tol: float | None = None, every: int = 100) -> CPRun:
     """Gradient descent on CP factors ``[B, N, R, d]`` for the loss

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import validation
+from . import threads, validation
 from .errors import InputError, InputTypeError
 
 __all__ = [
@@ -117,6 +117,7 @@ def _value_and_grad(loss: Callable, theta: torch.Tensor, fn: str):
 # --------------------------------------------------------------------------------- runs
 
 
+@threads.fair_share
 def gd(loss: Callable, theta0: torch.Tensor, *, lr, times) -> torch.Tensor:
     """Gradient descent of ``R`` runs at once, each with its own step size.
 
@@ -172,6 +173,7 @@ class FlowPath:
     step: float | None = None
 
 
+@threads.fair_share
 def flow(loss: Callable, theta0: torch.Tensor, *, times, rtol: float = 1e-10,
          atol: float = 1e-12, method: str = "DOP853", step: float | None = None) -> FlowPath:
     """Gradient flow ``dtheta/dt = -grad f(theta)`` of ``R`` runs, integrated as one system

@@ -59,7 +59,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from . import validation
+from . import threads, validation
 from .errors import InputError, InputTypeError
 
 __all__ = [
@@ -578,6 +578,7 @@ def layer_step(act: str, k12: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
     return out
 
 
+@threads.fair_share
 def nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2, sb2,
              depth) -> Kernels:
     """Infinite-width NNGP ``K^L`` and NTK ``Theta^L`` of a fully connected network.
@@ -813,6 +814,7 @@ def _cnn_relu_block(K, Th, hv, first: bool, n1, n2, nxt, w: float, b: torch.Tens
         _pair_diag(hv, diag[0]).zero_()
 
 
+@threads.fair_share
 def cnn_nngp_ntk(X1: torch.Tensor, X2: torch.Tensor | None = None, *, act: str, sw2: float,
                  sb2: float, depth, readout: str) -> Kernels:
     """Infinite-width NNGP and NTK of a convolutional network (:func:`ntk_cnn`): ``depth - 1``
@@ -1241,6 +1243,7 @@ class NTKLinear(nn.Module):
         return (self.sw / math.sqrt(self.n_in)) * (x @ self.weight.T) + self.sb * self.bias
 
 
+@threads.fair_share
 def ntk_mlp(d_in: int, width: int, depth: int, act: str, sw2: float, sb2: float, *,
             out: int = 1, seed: int | None = None, generator: torch.Generator | None = None,
             dtype=torch.float64) -> nn.Sequential:
@@ -1290,6 +1293,7 @@ class _GlobalMean(nn.Module):
         return x.mean(dim=(-2, -1))
 
 
+@threads.fair_share
 def ntk_cnn(c_in: int, hw: tuple[int, int], width: int, depth: int, act: str, sw2: float,
             sb2: float, *, readout: str, out: int = 1, seed: int | None = None,
             generator: torch.Generator | None = None, dtype=torch.float64) -> nn.Sequential:

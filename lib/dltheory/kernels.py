@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import validation
+from . import threads, validation
 from .errors import InputError, InputTypeError
 from .infinite import (  # noqa: F401  (the infinite-width kernels live in `kernels` too)
     ACTIVATIONS as INFINITE_WIDTH_ACTIVATIONS,
@@ -589,6 +589,7 @@ def flatten_kernel(K: torch.Tensor) -> torch.Tensor:
 _METHODS = ("auto", "structured", "generic")
 
 
+@threads.fair_share
 def ntk(net: nn.Module, X1: torch.Tensor, X2: torch.Tensor | None = None, *,
         method: str = "auto", chunk: int = 256, flat: bool = False,
         params: dict[str, torch.Tensor] | torch.Tensor | None = None) -> torch.Tensor:
@@ -858,6 +859,7 @@ def _gauss(n: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
             torch.as_tensor(w / 2, dtype=dtype, device=device))
 
 
+@threads.fair_share
 def path_kernel(net: nn.Module, traj, X: torch.Tensor, *, quadrature: str = "auto",
                 nodes: int | None = None, chunk: int = 1024, strict: bool = True,
                 progress: bool = True) -> PathKernel:
@@ -1557,6 +1559,7 @@ def _split_step(ops, Ps, dP, Xs, train, tq, wq, acts, *, pieces=None, first_dept
 # ----------------------------------------------------------------------------- lazy baseline
 
 
+@threads.fair_share
 def lazy_prediction(net: nn.Module, traj, X: torch.Tensor, *,
                     K0: torch.Tensor | None = None) -> torch.Tensor:
     """The frozen-initial-NTK approximation of the trained network at ``X`` ``[M, ...]``:

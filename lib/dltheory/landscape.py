@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import cpa, regions, spectra, validation
+from . import cpa, regions, spectra, threads, validation
 from .errors import DLTheoryError, InputError, InputTypeError
 
 __all__ = [
@@ -595,6 +595,7 @@ def _dense_hessian(Z: Tensor, J: Tensor, shape: tuple[int, int], scale: float) -
     return H
 
 
+@threads.fair_share
 def layer_quadratic(net: nn.Module, layer, X: Tensor, Y: Tensor, *, loss: str = "mse",
                     reduction: str = "sum", dense: bool = True,
                     strict: bool = True) -> Quadratic:
@@ -653,6 +654,7 @@ def layer_quadratic(net: nn.Module, layer, X: Tensor, Y: Tensor, *, loss: str = 
 # ----------------------------------------------------------------------------- the line
 
 
+@threads.fair_share
 def loss_along(net: nn.Module, layer, direction: Tensor, X: Tensor, Y: Tensor, t, *,
                loss: str = "mse", reduction: str = "sum", strict: bool = True) -> Tensor:
     """The true loss at ``theta0 + t d`` for each ``t`` ``[T]``: ``[T]``.
@@ -799,6 +801,7 @@ def _row_codes(sites: list[tuple[str, Tensor]]) -> Tensor:
     return torch.cat([c.reshape(c.shape[0], -1) for c in cols], 1)
 
 
+@threads.fair_share
 def parameter_breakpoints(net: nn.Module, layer, direction: Tensor, X: Tensor, *,
                           t_max: float = 1.0, t_min: float = 0.0,
                           tol: float = regions.BREAK_TOL, return_flips: bool = False,

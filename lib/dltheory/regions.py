@@ -64,7 +64,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import cpa, validation
+from . import cpa, threads, validation
 from .errors import InputError, InputTypeError
 from .nets import Abs
 
@@ -819,6 +819,7 @@ def _affine_chunks(net: nn.Module, X: Tensor, *, chunk: int = _CHUNK) -> tuple[T
     return torch.cat(As), torch.cat(bs)
 
 
+@threads.fair_share
 def on_segment(net: nn.Module, x0, x1, *, tol: float = BREAK_TOL) -> Segment:
     """The exact activation regions of ``net`` on the segment from ``x0`` to ``x1``.
 
@@ -859,6 +860,7 @@ def _segment_args(net: nn.Module, x0, x1, fn: str, *,
     return x0, x1
 
 
+@threads.fair_share
 def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0) -> Tensor:
     """Exact distance from ``x`` to the first region boundary along each direction.
 
@@ -892,6 +894,7 @@ def nearest_boundary_along(net: nn.Module, x, directions, *, radius: float = 1.0
     return out
 
 
+@threads.fair_share
 def sample_segment(net: nn.Module, x0, x1, n: int, *, chunk: int = _CHUNK) -> int:
     """Regions found by dense sampling: the number of runs of equal codes at the ``n``
     points ``t = (i + 1/2) / n``. Never more than the exact count (a region meets a segment
@@ -1569,6 +1572,7 @@ def _tie_segments(G: Tensor, c: Tensor, P: Tensor, n: Tensor, cent: Tensor, pi: 
     return ends, r, q
 
 
+@threads.fair_share
 def on_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), *,
              budget: int = 2**24, progress: bool = False) -> Plane:
     """The exact activation regions of ``net`` on a rectangle of the plane through
@@ -1642,6 +1646,7 @@ def _check_rect(net: nn.Module, frame: _Frame, rect: Tensor, where: _Where) -> N
     _check_scale(_scale(out), "the network's outputs", where)
 
 
+@threads.fair_share
 def sample_plane(net: nn.Module, origin, u, v, bounds=(0.0, 1.0, 0.0, 1.0), n: int = 256, *,
                  chunk: int = 4 * _CHUNK) -> int:
     """Regions found by dense sampling: the number of distinct codes at the centres of an

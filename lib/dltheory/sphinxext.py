@@ -11,6 +11,11 @@ Enabled in ``_config.yml`` (``sphinx.extra_extensions: [dltheory.sphinxext]``). 
   label, when a recorded claim is not ok, or when a chapter executes code but checks no
   claim; the page is re-written by every build, and the ledger is also written to
   ``claims.json`` beside the HTML;
+* shows, under each claim's run on that page, its last full-profile result and device,
+  read from the committed ledgers of full-profile runs (``book/ledgers/*.json``, the
+  config value ``dltheory_ledgers``; :mod:`dltheory.ledger`), marked stale when the library
+  or the chapter changed since, and says near the verdict when and where the full profile
+  last ran; a malformed ledger stops the build, naming the file and the field;
 * serves MathJax 3 from the build itself (``_static/mathjax``), copied from the
   ``django-static-mathjax`` package, so that pages render math with no network;
 * invalidates executed notebooks when the library, the profile, the device or the torch
@@ -39,10 +44,12 @@ from pathlib import Path
 import yaml
 from docutils import nodes
 from docutils.parsers.rst import Directive
+from sphinx.errors import ExtensionError
 from sphinx.util import logging
 from sphinx.util.nodes import make_refnode
 
 from . import claims as _claims
+from . import ledger as _ledger
 
 logger = logging.getLogger(__name__)
 
@@ -234,10 +241,13 @@ def _cell(*parts) -> nodes.entry:
     return nodes.entry("", para)
 
 
-def _table(app, fromdoc, records, classes=("dltheory-ledger",)):
+def _table(app, fromdoc, records, classes=("dltheory-ledger",), full=None):
     """Claims as a docutils table that fits the column: verdict, claim (its kind under it),
     the statement it checks as ``Theorem 2`` linked to it, measured value and bound rounded
-    to the tolerance's precision, and what it rejects (its run under it, in small type)."""
+    to the tolerance's precision, and what it rejects (its run under it, in small type).
+
+    ``full``, if given, maps a record to ``(text, stale)``: its full-profile line
+    (:func:`full_line`), shown under the run."""
     env = app.env
     proofs = getattr(env, "proof_list", {})
     cols = _claims.TABLE_COLUMNS
@@ -267,16 +277,24 @@ def _table(app, fromdoc, records, classes=("dltheory-ledger",)):
             row += _cell(nodes.literal(text=r["theorem"]))
         row += _cell(nodes.Text(cells["measured"]))
         row += _cell(nodes.Text(cells["bound"]))
-        row += _cell(nodes.inline(text=cells["rejects"], classes=["claim-rejects"]),
-                     nodes.inline(text=cells["run"], classes=["claim-run"]))
+        last = [nodes.inline(text=cells["rejects"], classes=["claim-rejects"]),
+                nodes.inline(text=cells["run"], classes=["claim-run"])]
+        if full is not None:
+            text, is_stale = full(r)
+            last.append(nodes.inline(text=text, classes=["claim-full"]
+                                     + (["claim-stale"] if is_stale else [])))
+        row += _cell(*last)
         tbody += row
     return nodes.container("", table, classes=["dltheory-ledger-wrap"])
 
 
 def _ledger_table(app, fromdoc):
-    """The summary, then for every chapter (in reading order) its title and its claims."""
+    """The summary, then for every chapter (in reading order) its title and its claims,
+    each with its last full-profile result under its run."""
     env = app.env
     store = getattr(env, ENV_CLAIMS, {})
+    ledgers = getattr(app, "_dltheory_ledgers", [])
+    root, library = Path(app.srcdir), _ledger.source_hash()
     out = []
     for doc in _doc_order(env):
         records = store.get(doc, [])
@@ -289,9 +307,91 @@ def _ledger_table(app, fromdoc):
         controls = ("is a negative control" if n_controls == 1
                     else "are negative controls")
         head += nodes.Text(f" ({len(records)} claims, of which {n_controls} {controls})")
-        out += [head, _table(app, fromdoc, records)]
+        found = full_profile_of(ledgers, doc, root, library)
+        out += [head, _table(app, fromdoc, records,
+                             full=lambda r, found=found: full_line(found, r["name"]))]
 
-    return [*_summary(app, fromdoc, store, env), *out]
+    return [*_summary(app, fromdoc, store, env),
+            full_summary(ledgers, root, library, app.config.dltheory_ledgers), *out]
+
+
+# ------------------------------------------------------------- full-profile results
+
+
+def full_profile_of(ledgers: list[dict], docname: str, root: Path, library: str) -> dict | None:
+    """The last full-profile run of the chapter ``docname``: ``{"ledger", "chapter",
+    "stale"}`` from the most recent ledger (by recorded date) in which it ran
+    (:func:`dltheory.ledger.latest`), ``stale`` the reason its results no longer describe
+    the code at ``root`` (``""`` when they do; ``library``: the current library hash); None
+    when no ledger has it."""
+    found = _ledger.latest(ledgers, docname)
+    if found is None:
+        return None
+    data, chapter = found
+    return {"ledger": data, "chapter": chapter,
+            "stale": _ledger.stale(data, root, docname=docname, library=library)}
+
+
+def _where_ran(data: dict) -> str:
+    dev = data["provenance"]["device"]
+    return ", ".join([dev["type"], *([dev["name"]] if dev["name"] else []),
+                      data["provenance"]["date"][:10]])
+
+
+def full_line(found: dict | None, name: str) -> tuple[str, bool]:
+    """The line under a claim's run: its last full-profile result and where it ran
+    (``full (cuda, NVIDIA H200, 2026-12-03): ✔ 0.998``, ``— stale`` appended when the
+    library or the chapter changed since), or ``full: not run at full scale``; and whether
+    it is stale. ``found``: :func:`full_profile_of`'s dict or None."""
+    if found is None:
+        return "full: not run at full scale", False
+    head = f"full ({_where_ran(found['ledger'])}): "
+    rec = _ledger.claim_of(found["chapter"], name)
+    status = found["chapter"]["status"]
+    if rec is None:
+        body = ("not reached (stopped: budget)" if status == "stopped: budget" else
+                "not reached (the chapter failed)" if status == "failed" else "not recorded")
+    else:
+        measured = _claims.shown_numbers(rec)[0]
+        body = (f"{_claims.verdict(rec)[0]} {measured}" if rec["ok"]
+                else f"✘ {rec['status']}, {measured}")
+    return head + body + (" — stale" if found["stale"] else ""), bool(found["stale"])
+
+
+def full_summary(ledgers: list[dict], root: Path, library: str,
+                 folder: str = "book/ledgers") -> nodes.paragraph:
+    """The sentence near the verdict: when and where the full profile last ran (date,
+    device, commit), how many chapters and claims it recorded, and whether it is stale;
+    or that it has not been recorded (no full-profile ledger in ``folder``)."""
+    para = nodes.paragraph(classes=["dltheory-ledger-full"])
+    full = [d for d in ledgers if d["provenance"]["profile"] == "full"]
+    if not full:
+        para += nodes.Text("The full profile has not been recorded: every result on this "
+                           f"page is the ci profile's (no full-profile ledger in {folder}/).")
+        return para
+    data = max(full, key=_ledger.date_of)
+    prov, chapters = data["provenance"], data["chapters"]
+    commit = "outside a git checkout" if prov["commit"] is None else (
+        f"at commit {prov['commit'][:10]}"
+        + (" with uncommitted changes" if prov["dirty"] else ""))
+    ran = [c for c in chapters if c["status"] in _ledger.RAN]
+    records = [r for c in ran for r in c["claims"]]
+    counts = ", ".join(f"{sum(c['status'] == s for c in chapters)} {s}"
+                       for s in _ledger.STATUSES if any(c["status"] == s for c in chapters))
+    stale = _ledger.stale(data, root, library=library)
+    date = prov["date"].replace("T", " ")[:16]
+    dev = prov["device"]
+    device = dev["type"] + (f" ({dev['name']})" if dev["name"] else "")
+    para += nodes.Text(
+        f"The full profile last ran on {date} UTC on {device}, {commit}: "
+        f"{_verb(len(chapters), 'chapter', 'chapters')} ({counts}), "
+        f"{_verb(len(records), 'claim', 'claims')} recorded, "
+        f"{sum(r['ok'] for r in records)} as expected. "
+        + (f"Its results are stale: {stale}. " if stale else
+           "Its results were measured on the current library and chapters. ")
+        + "Each claim's last full-profile result is shown under its run"
+        + (f", from {len(full)} ledgers." if len(full) > 1 else "."))
+    return para
 
 
 def _verb(k: int, one: str, many: str) -> str:
@@ -391,16 +491,13 @@ def _write_ledger_json(app, exc):
 def library_stamp(root: Path | None = None) -> str:
     """Hash of what a notebook's results depend on besides its own code.
 
-    The library's source (the ``.py`` files under ``root``, by default this package), the
-    profile, the device type, the torch and python versions.
+    The library's source (:func:`dltheory.ledger.source_hash` of the ``.py`` files under
+    ``root``, by default this package), the profile, the device type, the torch and python
+    versions.
     """
     from . import profile
 
-    h = hashlib.sha256()
-    root = Path(__file__).parent if root is None else Path(root)
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
+    h = hashlib.sha256(_ledger.source_hash(root).encode())
     import torch
 
     h.update(json.dumps([profile.name(), profile.device().type, torch.__version__,
@@ -413,6 +510,16 @@ def _cache_dir(app) -> Path:
     if not path:
         return Path(app.outdir).parent / ".jupyter_cache"
     return Path(path)
+
+
+def _read_ledgers(app):
+    """Read the full-profile ledgers (``dltheory_ledgers``, relative to the source folder)
+    once per build; a malformed one stops the build with the file and the field."""
+    folder = Path(app.srcdir, app.config.dltheory_ledgers)
+    try:
+        app._dltheory_ledgers = [data for _, data in _ledger.read_all(folder)]
+    except _ledger.LedgerError as err:
+        raise ExtensionError(f"dltheory: malformed full-profile ledger: {err}") from None
 
 
 def _invalidate_cache(app):
@@ -592,8 +699,10 @@ def setup(app):
     app.add_node(claims_table_placeholder)
     app.add_directive("claims-ledger", ClaimsLedger)
     app.add_config_value("dltheory_progress_every", 30.0, "", types=(int, float))
+    app.add_config_value("dltheory_ledgers", "book/ledgers", "", types=(str,))
     app.connect("config-inited", _config_inited)
     app.connect("builder-inited", _invalidate_cache)
+    app.connect("builder-inited", _read_ledgers)
     app.connect("builder-inited", _set_kernel_defaults)
     app.connect("env-before-read-docs", _plan_progress)
     app.connect("source-read", _progress_begin)
