@@ -30,12 +30,20 @@ def _reply(status="ok"):
     return {"content": {"status": status}}
 
 
-def test_progress_names_the_chapter_k_of_n_and_each_cell_i_of_n():
+def _started(name, *sources, every=0.0, k=None, total=None):
+    """A Progress that has begun the chapter ``name`` (number ``k`` of ``total``; its code
+    cells ``sources``) and seen its notebook start: the Progress, the notebook and the list
+    of lines it wrote."""
     lines = []
-    p = Progress(lines.append, every=0, total=3)
-    p.begin("book/a", k=2)
-    nb = _notebook("x = 1", "", "y = 2")         # nbclient skips the empty cell
+    p = Progress(lines.append, every=every, total=total)
+    nb = _notebook(*sources)
+    p.begin(name, k=k)
     p.on_notebook_start(notebook=nb)
+    return p, nb, lines
+
+
+def test_progress_names_the_chapter_k_of_n_and_each_cell_i_of_n():
+    p, nb, lines = _started("book/a", "x = 1", "", "y = 2", k=2, total=3)  # "" is skipped
     for i, cell in enumerate(nb.cells):
         p.on_cell_start(cell=cell, cell_index=i)
         p.on_cell_executed(cell=cell, cell_index=i, execute_reply=_reply())
@@ -57,11 +65,7 @@ def test_progress_counts_chapters_when_not_told_k():
 
 
 def test_progress_says_where_a_chapter_stopped():
-    lines = []
-    p = Progress(lines.append, every=0)
-    nb = _notebook("x = 1", "1 / 0", "y = 2")
-    p.begin("book/b")
-    p.on_notebook_start(notebook=nb)
+    p, nb, lines = _started("book/b", "x = 1", "1 / 0", "y = 2")
     p.on_cell_start(cell=nb.cells[1], cell_index=1)
     p.on_cell_executed(cell=nb.cells[1], cell_index=1, execute_reply=_reply())
     p.on_cell_start(cell=nb.cells[2], cell_index=2)
@@ -71,11 +75,7 @@ def test_progress_says_where_a_chapter_stopped():
 
 
 def test_progress_is_quiet_between_cells_that_follow_quickly_and_beats_during_a_long_one():
-    lines = []
-    p = Progress(lines.append, every=0.2)
-    nb = _notebook("a", "b", "c")
-    p.begin("book/c")
-    p.on_notebook_start(notebook=nb)
+    p, nb, lines = _started("book/c", "a", "b", "c", every=0.2)
     p.on_cell_start(cell=nb.cells[1], cell_index=1)     # right after the start: no line
     assert len(lines) == 1
     time.sleep(0.7)                                       # a long cell: the thread reports
